@@ -1,0 +1,573 @@
+"""The ``llm-decide`` command: run, check, demo, emulator.
+
+The only place that reads the environment (through Settings) and calls
+``asyncio.run()``. Exit codes: 0 every article decided; 1 some articles ended
+as error records (all still written); 2 usage or configuration error;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .backends.ollama import OllamaBackend, model_names_match
+from .cache.base import DecisionCache
+from .cache.memory import MemoryCache
+from .emulator.faults import FAULT_KINDS, FaultPlan
+from .engine import Decider
+from .errors import BackendError, ConfigurationError, ModelNotFound
+from .factory import build_backend, build_decider
+from .io import JsonlWriter, detect_format, read_articles
+from .metrics import Events, RunStats
+from .settings import Settings
+from .task import load_task
+
+if TYPE_CHECKING:
+    from .emulator.server import EmulatorConfig
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERRORS, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class UsageFailure(Exception):
+    """A configuration problem: printed as one line with the fix, exit code 2."""
+
+
+def _settings(**overrides: Any) -> Settings:
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise UsageFailure(f"invalid settings: {problems}") from exc
+
+
+def _setup_logging(level: str) -> None:
+    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=level.upper(), handlers=[handler], format="%(message)s", force=True)
+
+
+def _fail(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="llm-decide")
+def cli() -> None:
+    """Fast, cached, validated LLM decisions about streams of articles, over Ollama.
+
+    \b
+    Typical use:
+      llm-decide check                          # is Ollama up, is the model pulled?
+      llm-decide run articles.jsonl -o out.jsonl
+      llm-decide demo                           # no Ollama? try it on the built-in emulator
+    """
+
+
+_shared_options = [
+    click.option(
+        "--ollama-url",
+        envvar=None,
+        help="Ollama server URL [env OLLAMA_URL; default http://localhost:11434].",
+    ),
+    click.option("--model", "model_name", help="Model name [env MODEL_NAME; default llama3.2:3b]."),
+    click.option(
+        "--timeout",
+        type=float,
+        help="Seconds for one whole request [env LLM_DECIDE_TIMEOUT; default 300].",
+    ),
+]
+
+
+def _with_shared(func: Any) -> Any:
+    for option in reversed(_shared_options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    show_default=True,
+    help="Where to write one JSONL record per input article.",
+)
+@click.option(
+    "--task",
+    "task_file",
+    type=click.Path(dir_okay=False),
+    help="Task TOML file (labels, instructions); default: news topics.",
+)
+@_with_shared
+@click.option(
+    "--batch-size", type=int, help="Articles per request [env LLM_DECIDE_BATCH_SIZE; default 3]."
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    help="Requests in flight at most; match OLLAMA_NUM_PARALLEL [default 4].",
+)
+@click.option("--retries", type=int, help="Retries of a transient failure [default 3].")
+@click.option(
+    "--max-chars", type=int, help="Characters of an article shown to the model [default 4000]."
+)
+@click.option(
+    "--cache",
+    "cache_spec",
+    type=click.Choice(["none", "memory"]),
+    default="memory",
+    show_default=True,
+    help="Where validated decisions are kept.",
+)
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="auto: .csv files are CSV, everything else JSONL.",
+)
+@click.option(
+    "--no-progress", is_flag=True, help="No progress bar (it is shown only on a terminal anyway)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def run(
+    input_path: str,
+    output: str,
+    task_file: str | None,
+    ollama_url: str | None,
+    model_name: str | None,
+    timeout: float | None,
+    batch_size: int | None,
+    concurrency: int | None,
+    retries: int | None,
+    max_chars: int | None,
+    cache_spec: str,
+    input_format: str,
+    no_progress: bool,
+    log_level: str,
+) -> None:
+    """Decide every article in INPUT (JSONL, CSV, or - for stdin).
+
+    \b
+    Input: one article per JSONL line (or CSV row): `id` (optional), `title`,
+    and `description`, `text` or `content`; other fields are copied to the output.
+    Output: one JSON line per input article, in completion order:
+      {"id", "label", "confidence", "reason", "source": "cache"|"batch"|"single",
+       "model", "error": null | {"type", "message"}}
+    Bad input lines become error records; nothing is dropped.
+
+    \b
+    Exit codes: 0 all decided, 1 some error records, 2 configuration error, 130 interrupted.
+    """
+    _setup_logging(log_level)
+    try:
+        settings = _settings(
+            ollama_url=ollama_url,
+            model_name=model_name,
+            timeout=timeout,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            retries=retries,
+            max_chars=max_chars,
+            task_file=task_file,
+        )
+        task = load_task(settings.task_file) if settings.task_file else None
+        if input_path != "-" and not Path(input_path).is_file():
+            raise UsageFailure(f"input file {input_path} does not exist")
+        cache: DecisionCache | None = MemoryCache() if cache_spec == "memory" else None
+        decider = build_decider(settings, cache=cache, task=task, events=Events())
+        fmt = detect_format(input_path, None if input_format == "auto" else input_format)
+        show_progress = not no_progress and stderr.is_terminal
+        with _open_output(output) as stream:
+            code = asyncio.run(_run(decider, settings, input_path, fmt, stream, show_progress))
+    except (UsageFailure, ConfigurationError) as exc:
+        _fail(str(exc))
+        sys.exit(EXIT_CONFIG)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _open_output(output: str) -> Iterator[IO[str]]:
+    if output == "-":
+        yield sys.stdout
+        return
+    try:
+        stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageFailure(f"cannot write {output}: {exc.strerror or exc}") from exc
+    with stream:
+        yield stream
+
+
+async def _preflight(backend: OllamaBackend) -> None:
+    """Fail fast (exit 2) when the server cannot be reached at all."""
+    try:
+        await backend.version()
+    except BackendError as exc:
+        if getattr(exc, "status", None) is not None:
+            return  # it answered: reachable, even if it has no /api/version
+        raise UsageFailure(
+            f"cannot reach Ollama at {backend.endpoint}: {exc}. Start it with `ollama serve`, "
+            "or point OLLAMA_URL / --ollama-url at it"
+        ) from exc
+
+
+def _count_lines(path: str) -> int | None:
+    if path == "-":
+        return None
+    with open(path, "rb") as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+
+
+async def _run(
+    decider: Decider,
+    settings: Settings,
+    input_path: str,
+    fmt: Any,
+    stream: IO[str],
+    show_progress: bool,
+) -> int:
+    writer = JsonlWriter(stream)
+    stats: RunStats = decider.events.stats
+    started = time.perf_counter()
+    async with decider:
+        if isinstance(decider.backend, OllamaBackend):
+            await _preflight(decider.backend)
+        articles = read_articles(input_path, fmt=fmt, max_chars=settings.max_chars)
+        progress = _progress() if show_progress else None
+        total = _count_lines(input_path) if progress else None
+        task_id = progress.add_task("deciding", total=total, stats="") if progress else None
+        try:
+            with progress or contextlib.nullcontext():
+                async for article, outcome in decider.decide_stream(articles):
+                    writer.write(outcome, article)
+                    if progress is not None and task_id is not None:
+                        elapsed = max(time.perf_counter() - started, 1e-9)
+                        progress.update(
+                            task_id,
+                            advance=1,
+                            stats=f"{stats.outcomes / elapsed:,.0f}/s  cache {stats.cache_hits}  "
+                            f"fallbacks {stats.fallbacks}  errors {sum(stats.errors.values())}",
+                        )
+        except ModelNotFound as exc:
+            raise UsageFailure(str(exc)) from exc
+    _print_summary(stats, time.perf_counter() - started, decider)
+    return EXIT_ERRORS if stats.errors else EXIT_OK
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=stderr,
+    )
+
+
+def _print_summary(stats: RunStats, elapsed: float, decider: Decider) -> None:
+    figures = stats.as_dict()
+    table = Table(
+        title=f"llm-decide: {decider.model} on {decider.backend.endpoint}", show_header=False
+    )
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rate = stats.outcomes / elapsed if elapsed > 0 else 0.0
+    table.add_row("articles", f"{stats.outcomes:,}  ({rate:,.1f}/s in {elapsed:,.1f}s)")
+    table.add_row("decided", f"{stats.decided:,}  " + _fmt_counts(stats.sources))
+    table.add_row("errors", f"{sum(stats.errors.values()):,}  " + _fmt_counts(stats.errors))
+    table.add_row("cache hits", f"{stats.cache_hits:,}  ({stats.cache_hit_ratio:.0%} of lookups)")
+    table.add_row("requests", f"{stats.total_requests:,}  " + _fmt_counts(stats.requests))
+    table.add_row("fallbacks / re-asks", f"{stats.fallbacks:,} / {stats.reasks:,}")
+    table.add_row("retries", f"{sum(stats.retries.values()):,}  " + _fmt_counts(stats.retries))
+    table.add_row(
+        "tokens (prompt / completion)", f"{stats.prompt_tokens:,} / {stats.completion_tokens:,}"
+    )
+    table.add_row(
+        "request latency p50 / p95 / p99",
+        f"{figures['request_seconds_p50']:.3f} / {figures['request_seconds_p95']:.3f} / "
+        f"{figures['request_seconds_p99']:.3f} s",
+    )
+    stderr.print(table)
+
+
+def _fmt_counts(counts: Any) -> str:
+    return "(" + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) + ")" if counts else ""
+
+
+@cli.command()
+@_with_shared
+def check(ollama_url: str | None, model_name: str | None, timeout: float | None) -> None:
+    """Is Ollama reachable, which version, is the model pulled? Exit 0 if so, else 2."""
+    try:
+        settings = _settings(ollama_url=ollama_url, model_name=model_name, timeout=timeout)
+    except UsageFailure as exc:
+        _fail(str(exc))
+        sys.exit(EXIT_CONFIG)
+    sys.exit(asyncio.run(_check(settings)))
+
+
+async def _check(settings: Settings) -> int:
+    backend = build_backend(settings)
+    try:
+        try:
+            version = await backend.version()
+        except BackendError as exc:
+            _fail(f"cannot reach Ollama at {settings.ollama_url}: {exc}")
+            stderr.print("fix: start it with `ollama serve`, or set OLLAMA_URL / --ollama-url")
+            return EXIT_CONFIG
+        stderr.print(
+            f"[green]ok[/] Ollama at {settings.ollama_url} answers (version {version or 'unknown'})"
+        )
+        try:
+            models = await backend.list_models()
+        except BackendError as exc:
+            _fail(f"cannot list models: {exc}")
+            return EXIT_CONFIG
+        if any(model_names_match(settings.model_name, name) for name in models):
+            stderr.print(f"[green]ok[/] model {settings.model_name} is pulled")
+            return EXIT_OK
+        _fail(
+            f"model {settings.model_name} is not pulled (available: {', '.join(models) or 'none'})"
+        )
+        stderr.print(
+            f"fix: `ollama pull {settings.model_name}`, or choose one with --model / MODEL_NAME"
+        )
+        return EXIT_CONFIG
+    finally:
+        await backend.aclose()
+
+
+def _emulator_config(
+    slots: int,
+    latency: float,
+    per_prompt_token: float,
+    per_output_token: float,
+    shuffle: bool,
+    seed: int,
+    models: tuple[str, ...],
+    faults: tuple[str, ...],
+) -> EmulatorConfig:
+    from .emulator.server import EmulatorConfig  # aiohttp.web: only for these commands
+
+    rates: dict[str, float] = {}
+    for spec in faults:
+        kind, _, rate = spec.partition("=")
+        try:
+            rates[kind] = float(rate)
+        except ValueError:
+            raise click.BadParameter(
+                f"{spec!r}: use KIND=RATE, e.g. error_500=0.1", param_hint="--fault"
+            ) from None
+    try:
+        plan = FaultPlan(rates=rates, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    return EmulatorConfig(
+        models=models or ("llama3.2:3b",),
+        slots=slots,
+        base_latency=latency,
+        per_prompt_token=per_prompt_token,
+        per_output_token=per_output_token,
+        shuffle=shuffle,
+        faults=plan,
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=11434, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--slots",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Parallel slots, like OLLAMA_NUM_PARALLEL.",
+)
+@click.option(
+    "--latency",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Seconds per request in a slot (fixed part).",
+)
+@click.option(
+    "--per-prompt-token",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Extra seconds per prompt token.",
+)
+@click.option(
+    "--per-output-token",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Extra seconds per output token.",
+)
+@click.option(
+    "--shuffle/--no-shuffle",
+    default=True,
+    show_default=True,
+    help="Return batch items in random order.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model names it serves (repeatable) [default llama3.2:3b].",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KIND=RATE",
+    help=f"Inject a fault at a rate 0..1 (repeatable). Kinds: {', '.join(FAULT_KINDS)}.",
+)
+def emulator(
+    host: str,
+    port: int,
+    slots: int,
+    latency: float,
+    per_prompt_token: float,
+    per_output_token: float,
+    shuffle: bool,
+    seed: int,
+    models: tuple[str, ...],
+    faults: tuple[str, ...],
+) -> None:
+    """Serve an Ollama-compatible emulator (for tests, demos and benchmarks).
+
+    It answers every article with the label named most often in its text, so
+    results are checkable. Stop it with Ctrl-C.
+    """
+    from .emulator.server import serve_emulator
+
+    config = _emulator_config(
+        slots, latency, per_prompt_token, per_output_token, shuffle, seed, models, faults
+    )
+
+    async def serve() -> None:
+        async with serve_emulator(config, host=host, port=port) as (_, url):
+            click.echo(
+                f"Ollama emulator listening on {url} ({slots} slot(s), {latency}s latency)",
+                err=True,
+            )
+            sys.stderr.flush()
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+@cli.command()
+@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSONL records here."
+)
+@click.option("--slots", default=4, show_default=True, type=int)
+@click.option("--latency", default=0.2, show_default=True, type=float)
+def demo(input_path: str | None, output: str | None, slots: int, latency: float) -> None:
+    """Try llm-decide without Ollama: decide sample articles on the built-in EMULATOR.
+
+    The emulator is not a language model: it picks the label named most often in
+    each article (or a stable guess), with realistic latency and parallel slots.
+    Point `llm-decide run` at a real Ollama for real decisions.
+    """
+    from .emulator.server import EmulatorConfig, emulator_in_thread
+
+    config = EmulatorConfig(slots=slots, base_latency=latency, shuffle=True)
+    sample = resources.files("llm_decide") / "data" / "sample_articles.jsonl"
+    with resources.as_file(sample) as sample_path, emulator_in_thread(config) as (_, url):
+        path = input_path or str(sample_path)
+        stderr.print(
+            f"[bold yellow]DEMO:[/] deciding {path} on the built-in Ollama [bold]emulator[/] "
+            f"at {url} "
+            f"({slots} slots, {latency}s per request) - not a real model."
+        )
+        settings = _settings(ollama_url=url, concurrency=slots)
+        decider = build_decider(settings, cache=MemoryCache(), events=Events())
+        out_stream = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115
+        try:
+            code = asyncio.run(_demo(decider, settings, path, out_stream))
+        finally:
+            if out_stream is not None:
+                out_stream.close()
+    sys.exit(code)
+
+
+async def _demo(decider: Decider, settings: Settings, path: str, out_stream: IO[str] | None) -> int:
+    writer = JsonlWriter(out_stream) if out_stream else None
+    table = Table(title="first decisions (emulator)")
+    for column in ("id", "label", "conf.", "source", "gold label"):
+        table.add_column(column)
+    started = time.perf_counter()
+    agree = total = 0
+    async with decider:
+        articles = read_articles(path, fmt=detect_format(path), max_chars=settings.max_chars)
+        with _progress() as progress:
+            task_id = progress.add_task("deciding", total=_count_lines(path), stats="")
+            async for article, outcome in decider.decide_stream(articles):
+                if writer:
+                    writer.write(outcome, article)
+                record = outcome.to_record(article)
+                gold = record.get("input_label")
+                total += 1
+                agree += gold is not None and gold == record["label"]
+                if len(table.rows) < 10:
+                    table.add_row(
+                        record["id"],
+                        str(record["label"]),
+                        str(record["confidence"]),
+                        str(record["source"]),
+                        str(gold or ""),
+                    )
+                progress.update(task_id, advance=1)
+    stderr.print(table)
+    _print_summary(decider.events.stats, time.perf_counter() - started, decider)
+    stderr.print(
+        f"label agrees with the AG News gold label for {agree}/{total} "
+        "(the emulator only counts label names)"
+    )
+    return EXIT_ERRORS if decider.events.stats.errors else EXIT_OK
+
+
+def main() -> None:
+    cli(prog_name="llm-decide")
+
+
+if __name__ == "__main__":
+    main()

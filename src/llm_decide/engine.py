@@ -1,0 +1,360 @@
+"""The Decider: cache -> batch of N -> one request -> validate -> per-item fallback -> cache.
+
+    async with Decider(OllamaBackend(base_url=url, model="llama3.2:3b")) as decider:
+        outcome = await decider.decide(Article(id="1", text="..."))
+        outcomes = await decider.decide_batch(articles)          # same order as given
+        async for article, outcome in decider.decide_stream(rows):  # as they complete
+            ...
+
+Every article given ends as exactly one Outcome: a ``Decision`` or an
+``ErrorRecord``. Only ``ModelNotFound`` (the whole run cannot work) is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from .backends.base import ChatBackend, ChatResult
+from .cache.base import DEFAULT_TTL_SECONDS, CachedDecision, DecisionCache, cache_key
+from .errors import InvalidAnswer, LLMDecideError, ModelNotFound
+from .metrics import Events
+from .models import Article, Decision, ErrorRecord, Outcome
+from .resilience import RetryPolicy, call_with_retries
+from .sources import StreamItem, iter_chunks
+from .task import DEFAULT_TASK, DecisionTask
+
+__all__ = ["DEFAULT_MAX_CHARS", "Decider"]
+
+#: Characters of one article shown to the model; the rest is cut (with a mark).
+DEFAULT_MAX_CHARS = 4000
+_FATAL = (ModelNotFound,)
+
+
+class Decider:
+    """Decides articles with one backend, one task, and an optional cache.
+
+    The Decider owns what it is given: ``aclose()`` (or leaving ``async with``)
+    closes the backend's session and the cache.
+    """
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        task: DecisionTask = DEFAULT_TASK,
+        cache: DecisionCache | None = None,
+        batch_size: int = 3,
+        concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        cache_ttl: float = DEFAULT_TTL_SECONDS,
+        events: Events | None = None,
+        seed: int | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.backend = backend
+        self.task = task
+        self.cache = cache
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.max_chars = max_chars
+        self.cache_ttl = cache_ttl
+        self.events = events or Events()
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        # Created lazily: a semaphore binds to the loop that first waits on it.
+        self._limiter: asyncio.Semaphore | None = None
+        self._streams: set[asyncio.Task[None]] = set()
+        options = getattr(backend, "options", {})
+        self.fingerprint = task.fingerprint(options, max_chars)
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    @property
+    def stats(self) -> Any:
+        return self.events.stats
+
+    async def __aenter__(self) -> Decider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        # A stream left unfinished (the consumer broke out of its loop) stops here,
+        # before the session it uses goes away.
+        for runner in list(self._streams):
+            runner.cancel()
+        if self._streams:
+            await asyncio.gather(*self._streams, return_exceptions=True)
+        try:
+            await self.backend.aclose()
+        finally:
+            if self.cache is not None:
+                await self.cache.aclose()
+
+    def key_for(self, article: Article) -> str:
+        return cache_key(self.fingerprint, self.model, article.digest)
+
+    # -- public API -----------------------------------------------------------
+
+    async def decide(self, article: Article) -> Outcome:
+        """One article, one request (after a cache lookup)."""
+        hits = await self._lookup([article])
+        outcome = hits.get(0) or await self._decide_single(article)
+        self.events.outcome(outcome)
+        return outcome
+
+    async def decide_batch(self, articles: Sequence[Article]) -> list[Outcome]:
+        """Outcomes in the order given; misses go ``batch_size`` per request, concurrently."""
+        hits = await self._lookup(articles)
+        misses = [a for i, a in enumerate(articles) if i not in hits]
+        groups = [misses[i : i + self.batch_size] for i in range(0, len(misses), self.batch_size)]
+        decided = await asyncio.gather(*(self._decide_misses(group) for group in groups))
+        by_position = iter(outcome for group in decided for outcome in group)
+        outcomes = [hits[i] if i in hits else next(by_position) for i in range(len(articles))]
+        for outcome in outcomes:
+            self.events.outcome(outcome)
+        return outcomes
+
+    async def decide_stream(
+        self, items: Iterable[StreamItem] | AsyncIterable[StreamItem]
+    ) -> AsyncIterator[tuple[Article | None, Outcome]]:
+        """Decide a (possibly endless) stream with bounded memory; yields as they complete.
+
+        ``items`` are Articles, or ErrorRecords for input that could not be read
+        (they pass straight through). At most ``concurrency`` requests are in
+        flight; batches form from the stream in arrival order, and a partial
+        batch is sent as soon as the input stalls.
+        """
+        # Unbounded queue, bounded by `room`: the end marker can then always be put,
+        # after every result already produced, even when the run fails.
+        results: asyncio.Queue[tuple[Article | None, Outcome] | None] = asyncio.Queue()
+        room = asyncio.Semaphore(max(256, 4 * self.concurrency * self.batch_size))
+
+        async def emit(article: Article | None, outcome: Outcome) -> None:
+            await room.acquire()
+            results.put_nowait((article, outcome))
+
+        runner = asyncio.create_task(self._run_stream(items, emit))
+        self._streams.add(runner)
+        runner.add_done_callback(self._streams.discard)
+        runner.add_done_callback(lambda _: results.put_nowait(None))
+        try:
+            while (result := await results.get()) is not None:
+                room.release()
+                self.events.outcome(result[1])
+                yield result
+            await runner  # re-raises a fatal error (e.g. ModelNotFound)
+        finally:
+            if not runner.done():
+                runner.cancel()
+                # We cancelled it ourselves: the consumer stopped early.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+
+    # -- the stream pipeline --------------------------------------------------
+
+    async def _run_stream(
+        self,
+        items: Iterable[StreamItem] | AsyncIterable[StreamItem],
+        emit: Callable[[Article | None, Outcome], Awaitable[None]],
+    ) -> None:
+        work: asyncio.Queue[list[Article] | None] = asyncio.Queue(maxsize=self.concurrency)
+
+        async def worker() -> None:
+            while (batch := await work.get()) is not None:
+                for article, outcome in zip(batch, await self._decide_misses(batch), strict=True):
+                    await emit(article, outcome)
+
+        async def produce() -> None:
+            pending: list[Article] = []
+            async for chunk, stalled in iter_chunks(items):
+                articles: list[Article] = []
+                for item in chunk:
+                    if isinstance(item, ErrorRecord):
+                        await emit(None, item)
+                    else:
+                        articles.append(item)
+                hits = await self._lookup(articles)
+                for position, article in enumerate(articles):
+                    hit = hits.get(position)
+                    if hit is not None:
+                        await emit(article, hit)
+                        continue
+                    pending.append(article)
+                    if len(pending) == self.batch_size:
+                        await work.put(pending)
+                        pending = []
+                if pending and stalled:
+                    await work.put(pending)
+                    pending = []
+            if pending:
+                await work.put(pending)
+            for _ in range(self.concurrency):
+                await work.put(None)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(produce())
+                for _ in range(self.concurrency):
+                    group.create_task(worker())
+        except* _FATAL as fatal_group:
+            raise fatal_group.exceptions[0] from None
+
+    # -- deciding misses ------------------------------------------------------
+
+    async def _decide_misses(self, batch: Sequence[Article]) -> list[Outcome]:
+        """One batch request; only missing or invalid items fall back to single requests."""
+        if len(batch) == 1:
+            return [await self._decide_single(batch[0])]
+        ids = _prompt_ids(batch)
+        self.events.batch_call(ids)
+        messages = self.task.batch_messages(batch, self.max_chars, ids)
+        try:
+            result = await self._request("batch", messages, self.task.batch_schema(ids))
+        except _FATAL:
+            raise
+        except LLMDecideError as exc:
+            failures = dict.fromkeys(ids, f"batch request failed: {exc}")
+            parsed_decisions = {}
+        else:
+            parsed = self.task.parse_batch(result.content, ids)
+            failures, parsed_decisions = parsed.failures, parsed.decisions
+        self.events.batch_result(len(parsed_decisions), len(failures))
+
+        outcomes: dict[str, Outcome] = {}
+        to_cache: dict[str, CachedDecision] = {}
+        for prompt_id, article in zip(ids, batch, strict=True):
+            item = parsed_decisions.get(prompt_id)
+            if item is None:
+                continue
+            outcomes[prompt_id] = Decision(
+                id=article.id,
+                label=item.label,
+                confidence=item.confidence,
+                reason=item.reason,
+                source="batch",
+                model=self.model,
+            )
+            if self.cache is not None:
+                to_cache[self.key_for(article)] = {
+                    "label": item.label,
+                    "confidence": item.confidence,
+                    "reason": item.reason,
+                }
+        if to_cache and self.cache is not None:
+            await self.cache.set_many(to_cache, self.cache_ttl)
+        if failures:
+            self.events.batch_fallback(failures)
+            retried = [(pid, a) for pid, a in zip(ids, batch, strict=True) if pid in failures]
+            singles = await asyncio.gather(*(self._decide_single(a) for _, a in retried))
+            outcomes.update((pid, o) for (pid, _), o in zip(retried, singles, strict=True))
+        return [outcomes[pid] for pid in ids]
+
+    async def _decide_single(self, article: Article) -> Outcome:
+        """One request for one article; an invalid answer is asked again once."""
+        messages = self.task.single_messages(article, self.max_chars)
+        schema = self.task.single_schema()
+        raw_answer: str | None = None
+        try:
+            result = await self._request("single", messages, schema)
+            raw_answer = result.content
+            try:
+                parsed = self.task.parse_single(result.content)
+            except InvalidAnswer as exc:
+                self.events.reask(article.id, str(exc))
+                messages = self.task.reask_messages(messages, result.content, str(exc))
+                result = await self._request("single", messages, schema)
+                raw_answer = result.content
+                parsed = self.task.parse_single(result.content)
+        except _FATAL:
+            raise
+        except InvalidAnswer as exc:
+            return ErrorRecord.from_exception(article.id, self.model, exc, raw_answer=raw_answer)
+        except LLMDecideError as exc:
+            return ErrorRecord.from_exception(article.id, self.model, exc)
+        decision = Decision(
+            id=article.id,
+            label=parsed.label,
+            confidence=parsed.confidence,
+            reason=parsed.reason,
+            source="single",
+            model=self.model,
+        )
+        if self.cache is not None:
+            await self.cache.set_many(
+                {
+                    self.key_for(article): {
+                        "label": parsed.label,
+                        "confidence": parsed.confidence,
+                        "reason": parsed.reason,
+                    }
+                },
+                self.cache_ttl,
+            )
+        return decision
+
+    async def _request(
+        self, kind: str, messages: list[dict[str, str]], schema: dict[str, Any]
+    ) -> ChatResult:
+        """One logical request: limited to ``concurrency`` in flight, retried when transient."""
+        if self._limiter is None:
+            self._limiter = asyncio.Semaphore(self.concurrency)
+        limiter = self._limiter
+
+        async def attempt() -> ChatResult:
+            async with limiter:
+                started = time.perf_counter()
+                try:
+                    result = await self.backend.chat(messages, schema=schema)
+                except LLMDecideError as exc:
+                    self.events.request_failed(kind, exc, time.perf_counter() - started)
+                    raise
+            self.events.request_done(kind, result)
+            return result
+
+        return await call_with_retries(
+            attempt, self.retry, rng=self._rng, sleep=self._sleep, on_retry=self.events.retry
+        )
+
+    async def _lookup(self, articles: Sequence[Article]) -> dict[int, Outcome]:
+        """Cache hits by position in ``articles``."""
+        if self.cache is None or not articles:
+            return {}
+        keys = [self.key_for(article) for article in articles]
+        found = await self.cache.get_many(keys)
+        self.events.cache_lookup(len(found), len(keys) - len(found))
+        hits: dict[int, Outcome] = {}
+        for position, (article, key) in enumerate(zip(articles, keys, strict=True)):
+            cached = found.get(key)
+            if cached is not None:
+                hits[position] = Decision(
+                    id=article.id,
+                    label=cached["label"],
+                    confidence=cached["confidence"],
+                    reason=cached["reason"],
+                    source="cache",
+                    model=self.model,
+                )
+        return hits
+
+
+def _prompt_ids(batch: Sequence[Article]) -> list[str]:
+    """The articles' own ids, or positions when they would be ambiguous in one prompt."""
+    ids = [article.id for article in batch]
+    if len(set(ids)) == len(ids) and all(ids):
+        return ids
+    return [str(position + 1) for position in range(len(batch))]

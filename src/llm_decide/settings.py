@@ -1,0 +1,41 @@
+"""Settings read from the environment, at the edge only (CLI, compat layer, service).
+
+The library never reads ``os.environ`` itself: build a ``Settings`` here and pass
+what it holds down to constructors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob, with its environment variable (``LLM_DECIDE_*`` unless noted)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLM_DECIDE_", extra="ignore", populate_by_name=True
+    )
+
+    #: ``OLLAMA_URL``: the Ollama server (``http://ollama:11434`` inside Docker).
+    ollama_url: str = Field(
+        "http://localhost:11434", validation_alias=AliasChoices("OLLAMA_URL", "ollama_url")
+    )
+    #: ``MODEL_NAME``: the model every decision uses.
+    model_name: str = Field(
+        "llama3.2:3b", validation_alias=AliasChoices("MODEL_NAME", "model_name")
+    )
+    batch_size: int = Field(3, ge=1, le=100)
+    concurrency: int = Field(4, ge=1, le=1024)
+    timeout: float = Field(300.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    max_chars: int = Field(4000, ge=100)
+    temperature: float = Field(0.0, ge=0, le=2)
+    keep_alive: str | None = None
+    pool_limit: int = Field(100, ge=1)
+    task_file: Path | None = None
