@@ -22,7 +22,16 @@ def ag_news_rows(limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of ../shared/data/ag_news_dev.jsonl (or the shipped excerpt if it is absent)."""
     path = AG_NEWS if AG_NEWS.exists() else SAMPLE
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return rows[:limit] if limit else rows
+    if not limit:
+        return rows
+    # The shipped excerpt is short: repeat it with fresh ids to reach `limit`.
+    return [
+        {
+            **rows[i % len(rows)],
+            "id": rows[i % len(rows)]["id"] + (f"-{i // len(rows)}" if i >= len(rows) else ""),
+        }
+        for i in range(limit)
+    ]
 
 
 def to_article(row: dict[str, Any]) -> Article:

@@ -15,7 +15,8 @@ async def collect(items, **kwargs) -> list[tuple[list[int], bool]]:
 async def test_sync_iterable_arrives_whole_and_in_order() -> None:
     chunks = await collect(range(5000), read_ahead=100)
     assert [x for chunk, _ in chunks for x in chunk] == list(range(5000))
-    assert all(len(chunk) <= 100 for chunk, _ in chunks)
+    # a small chunk may take one more drain while it lingers: 100 + 100 // 4 at most
+    assert all(len(chunk) <= 125 for chunk, _ in chunks)
 
 
 async def test_async_iterable_is_pumped() -> None:
