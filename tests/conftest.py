@@ -24,14 +24,15 @@ def ag_news_rows(limit: int | None = None) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     if not limit:
         return rows
-    # The shipped excerpt is short: repeat it with fresh ids to reach `limit`.
-    return [
-        {
-            **rows[i % len(rows)],
-            "id": rows[i % len(rows)]["id"] + (f"-{i // len(rows)}" if i >= len(rows) else ""),
-        }
-        for i in range(limit)
-    ]
+    # The shipped excerpt is short: repeat it with fresh ids and texts to reach `limit`.
+    repeated = []
+    for i in range(limit):
+        row, copy = dict(rows[i % len(rows)]), i // len(rows)
+        if copy:
+            row["id"] = f"{row['id']}-{copy}"
+            row["description"] = f"{row['description']} (copy {copy})"
+        repeated.append(row)
+    return repeated
 
 
 def to_article(row: dict[str, Any]) -> Article:

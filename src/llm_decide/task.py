@@ -16,9 +16,11 @@ of this batch's ids, in prompt order, and asks for exactly one item per article.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ TRUNCATION_MARK = " [...truncated]"
 REASON_MAX_CHARS = 500
 
 Message = dict[str, str]
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +304,11 @@ def _load_json(content: str) -> Any:
     try:
         return json.loads(content)
     except (ValueError, TypeError) as exc:
+        # Servers without schema-constrained decoding often wrap JSON in a code fence.
+        fenced = _FENCE.fullmatch(content.strip()) if isinstance(content, str) else None
+        if fenced:
+            with contextlib.suppress(ValueError):
+                return json.loads(fenced.group(1))
         preview = content[:80].replace("\n", " ")
         raise InvalidAnswer(f"answer is not valid JSON ({exc}): {preview!r}") from None
 

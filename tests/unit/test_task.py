@@ -180,3 +180,10 @@ def test_load_task_errors_name_the_file_and_problem(tmp_path, text: str, needle:
 def test_load_task_missing_file(tmp_path) -> None:
     with pytest.raises(TaskError, match="cannot read task file"):
         load_task(tmp_path / "nope.toml")
+
+
+def test_json_in_a_code_fence_is_accepted_but_prose_is_not() -> None:
+    fenced = '```json\n{"label": "World", "confidence": 0.5, "reason": "r"}\n```'
+    assert TASK.parse_single(fenced).label == "World"
+    with pytest.raises(InvalidAnswer, match="not valid JSON"):
+        TASK.parse_single('Here you go: {"label": "World"}')

@@ -470,7 +470,17 @@ def emulator_in_thread(
             holder["error"] = exc
             ready.set()
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+        # Requests still held (a "hang" fault) end with the server, not after it.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+
+    thread = threading.Thread(target=run, name="llm-decide-emulator", daemon=True)
     thread.start()
     ready.wait(10)
     if "error" in holder:
