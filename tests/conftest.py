@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -37,6 +41,16 @@ def ag_news_rows(limit: int | None = None) -> list[dict[str, Any]]:
 
 def to_article(row: dict[str, Any]) -> Article:
     return Article(id=row["id"], title=row["title"], text=row["description"])
+
+
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test (and the CLI processes it starts) gets its own user cache directory."""
+    cache_home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    for name in ("REDIS_URL", "LLM_DECIDE_CACHE", "OLLAMA_URL", "MODEL_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    return cache_home
 
 
 @pytest.fixture
@@ -74,3 +88,74 @@ def thread_emulator() -> Iterator[tuple[Emulator, str]]:
     """An emulator on its own loop thread, for sync code and CLI subprocesses."""
     with emulator_in_thread(EmulatorConfig(slots=4, shuffle=True)) as running:
         yield running
+
+
+class RedisServer:
+    """A real `redis-server` (Debian's package) on a free loopback port, in a temp dir."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+        self.binary = binary
+        self.workdir = workdir
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def command(self, *args: str) -> str:
+        """One command over a raw socket (inline protocol); the reply as text."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall((" ".join(args) + "\r\n").encode())
+            time.sleep(0.05)
+            return sock.recv(1 << 16).decode()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

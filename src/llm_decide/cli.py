@@ -28,9 +28,10 @@ from rich.table import Table
 from .backends.ollama import OllamaBackend, model_names_match
 from .cache.base import DecisionCache
 from .cache.memory import MemoryCache
+from .cache.select import open_cache
 from .emulator.faults import FAULT_KINDS, FaultPlan
 from .engine import Decider
-from .errors import BackendError, ConfigurationError, ModelNotFound
+from .errors import BackendError, CacheUnavailable, ConfigurationError, ModelNotFound
 from .factory import build_backend, build_decider
 from .io import JsonlWriter, detect_format, read_articles
 from .metrics import Events, RunStats
@@ -137,10 +138,21 @@ def _with_shared(func: Any) -> Any:
 @click.option(
     "--cache",
     "cache_spec",
-    type=click.Choice(["none", "memory"]),
-    default="memory",
-    show_default=True,
-    help="Where validated decisions are kept.",
+    metavar="SPEC",
+    help="Where validated decisions are kept: none | memory | sqlite | sqlite:///PATH | "
+    "redis://HOST:PORT/DB [env LLM_DECIDE_CACHE; else REDIS_URL; else SQLite in the user "
+    "cache dir].",
+)
+@click.option(
+    "--cache-ttl",
+    type=int,
+    help="Seconds a decision is kept [env CACHE_TTL_SECONDS; default 172800 = 48 h].",
+)
+@click.option(
+    "--cache-optional",
+    is_flag=True,
+    default=None,
+    help="Run uncached when the cache cannot be reached at start (default: exit 2).",
 )
 @click.option(
     "--input-format",
@@ -169,7 +181,9 @@ def run(
     concurrency: int | None,
     retries: int | None,
     max_chars: int | None,
-    cache_spec: str,
+    cache_spec: str | None,
+    cache_ttl: int | None,
+    cache_optional: bool | None,
     input_format: str,
     no_progress: bool,
     log_level: str,
@@ -198,11 +212,14 @@ def run(
             retries=retries,
             max_chars=max_chars,
             task_file=task_file,
+            cache=cache_spec,
+            cache_ttl_seconds=cache_ttl,
+            cache_optional=cache_optional,
         )
         task = load_task(settings.task_file) if settings.task_file else None
         if input_path != "-" and not Path(input_path).is_file():
             raise UsageFailure(f"input file {input_path} does not exist")
-        cache: DecisionCache | None = MemoryCache() if cache_spec == "memory" else None
+        cache = open_cache(settings.cache_spec, ttl=settings.cache_ttl_seconds)
         decider = build_decider(settings, cache=cache, task=task, events=Events())
         fmt = detect_format(input_path, None if input_format == "auto" else input_format)
         show_progress = not no_progress and stderr.is_terminal
@@ -243,6 +260,23 @@ async def _preflight(backend: OllamaBackend) -> None:
         ) from exc
 
 
+async def _check_cache(cache: DecisionCache | None, settings: Settings) -> None:
+    """A Redis that does not answer at start is exit 2, unless the cache is optional."""
+    ping = getattr(cache, "ping", None)
+    if ping is None:
+        return
+    try:
+        await ping()
+    except CacheUnavailable as exc:
+        if settings.cache_optional:
+            stderr.print(f"[yellow]warning:[/] {exc}; running uncached (--cache-optional)")
+            return
+        raise UsageFailure(
+            f"cannot use the cache: {exc}. Start Redis, fix --cache / REDIS_URL, "
+            "or pass --cache-optional (run uncached) or --cache none"
+        ) from exc
+
+
 def _count_lines(path: str) -> int | None:
     if path == "-":
         return None
@@ -262,6 +296,7 @@ async def _run(
     stats: RunStats = decider.events.stats
     started = time.perf_counter()
     async with decider:
+        await _check_cache(decider.cache, settings)
         if isinstance(decider.backend, OllamaBackend):
             await _preflight(decider.backend)
         articles = read_articles(input_path, fmt=fmt, max_chars=settings.max_chars)
@@ -308,7 +343,14 @@ def _print_summary(stats: RunStats, elapsed: float, decider: Decider) -> None:
     table.add_row("articles", f"{stats.outcomes:,}  ({rate:,.1f}/s in {elapsed:,.1f}s)")
     table.add_row("decided", f"{stats.decided:,}  " + _fmt_counts(stats.sources))
     table.add_row("errors", f"{sum(stats.errors.values()):,}  " + _fmt_counts(stats.errors))
-    table.add_row("cache hits", f"{stats.cache_hits:,}  ({stats.cache_hit_ratio:.0%} of lookups)")
+    cache_line = f"{stats.cache_hits:,}  ({stats.cache_hit_ratio:.0%} of lookups)"
+    if stats.cache_errors:
+        cache_line += (
+            f"  cache errors {stats.cache_errors:,}, not stored {stats.cache_writes_skipped:,}"
+        )
+    table.add_row("cache hits", cache_line)
+    if stats.deduplicated:
+        table.add_row("identical articles shared", f"{stats.deduplicated:,}")
     table.add_row("requests", f"{stats.total_requests:,}  " + _fmt_counts(stats.requests))
     table.add_row("fallbacks / re-asks", f"{stats.fallbacks:,} / {stats.reasks:,}")
     table.add_row("retries", f"{sum(stats.retries.values()):,}  " + _fmt_counts(stats.retries))

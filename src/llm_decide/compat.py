@@ -17,11 +17,14 @@ strings. A batch returns one record per article in the given order, each a
 decision or an explicit error (``"error": {"type", "message"}``); the single
 call raises the error instead (``BackendTimeout``, ``InvalidAnswer``, ...).
 Settings come from ``configure(settings=...)`` or, by default, from the
-environment (``OLLAMA_URL``, ``MODEL_NAME``, ...), read once, here at the edge.
+environment (``OLLAMA_URL``, ``MODEL_NAME``, ``REDIS_URL``, ...), read once, here
+at the edge. The cache is ``configure(cache=...)``, else the one the settings
+name (Redis with ``REDIS_URL``, else SQLite in the user cache directory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import random
 import threading
@@ -34,6 +37,7 @@ import aiohttp
 from .backends.ollama import OllamaBackend
 from .cache.base import DecisionCache
 from .cache.memory import MemoryCache
+from .cache.select import open_cache
 from .engine import Decider
 from .errors import InputError, LLMDecideError
 from .factory import build_backend, build_decider
@@ -44,6 +48,7 @@ from .settings import Settings
 from .sync import SyncDecider
 
 __all__ = [
+    "aclose",
     "async_get_batch_llm_decision",
     "async_get_llm_decision_with_validation",
     "async_ollama_chat",
@@ -58,7 +63,10 @@ _lock = threading.RLock()
 _settings: Settings | None = None
 _cache: DecisionCache | None = None
 _sync: SyncDecider | None = None
-_deciders: weakref.WeakKeyDictionary[aiohttp.ClientSession, Decider] = weakref.WeakKeyDictionary()
+# One Decider per caller session, remembered with the loop it runs in.
+_deciders: weakref.WeakKeyDictionary[
+    aiohttp.ClientSession, tuple[Decider, asyncio.AbstractEventLoop]
+] = weakref.WeakKeyDictionary()
 
 
 def configure(*, settings: Settings | None = None, cache: DecisionCache | None = None) -> None:
@@ -90,12 +98,20 @@ def _current_settings() -> Settings:
         return _settings
 
 
-def _shared_cache() -> DecisionCache:
+def _cache_for_a_new_decider() -> DecisionCache | None:
+    """The configured instance (shared, never closed by a Decider), or a new one from settings.
+
+    Redis and SQLite get one client per Decider (a Redis pool belongs to one event
+    loop); they share the same data. An in-memory cache is shared as one instance.
+    """
     global _cache
     with _lock:
-        if _cache is None:
-            _cache = MemoryCache()
-        return _cache
+        spec = _current_settings().cache_spec
+        if _cache is None and spec == "memory":
+            _cache = MemoryCache(default_ttl=_current_settings().cache_ttl_seconds)
+        if _cache is not None:
+            return cast(DecisionCache, _SharedCache(_cache))
+    return open_cache(spec, ttl=_current_settings().cache_ttl_seconds)
 
 
 class _SharedCache:
@@ -111,15 +127,28 @@ class _SharedCache:
 
 def _decider_for(session: aiohttp.ClientSession) -> Decider:
     with _lock:
-        decider = _deciders.get(session)
-        if decider is None:
+        entry = _deciders.get(session)
+        if entry is None:
             decider = build_decider(
-                _current_settings(),
-                cache=cast(DecisionCache, _SharedCache(_shared_cache())),
-                session=session,
+                _current_settings(), cache=_cache_for_a_new_decider(), session=session
             )
-            _deciders[session] = decider
-        return decider
+            entry = _deciders[session] = (decider, asyncio.get_running_loop())
+        return entry[0]
+
+
+async def aclose() -> None:
+    """Close the caches the async functions opened in this loop (your sessions stay open).
+
+    Call it before your event loop ends when the cache is Redis or SQLite, so
+    connections close and buffered cache writes reach the file.
+    """
+    loop = asyncio.get_running_loop()
+    with _lock:
+        mine = [(s, d) for s, (d, owner) in list(_deciders.items()) if owner is loop]
+        for session, _ in mine:
+            del _deciders[session]
+    for _, decider in mine:
+        await decider.aclose()  # the backend leaves a caller's session open
 
 
 def _sync_decider() -> SyncDecider:
@@ -127,7 +156,9 @@ def _sync_decider() -> SyncDecider:
     with _lock:
         if _sync is None:
             settings = _current_settings()
-            cache = cast(DecisionCache, _SharedCache(_shared_cache()))
+            # Made here, not in the factory: the factory runs on the loop thread, and
+            # taking _lock there while this thread holds it and waits would deadlock.
+            cache = _cache_for_a_new_decider()
             _sync = SyncDecider(lambda: build_decider(settings, cache=cache))
         return _sync
 

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from .backends.base import ChatBackend, ChatResult
 from .cache.base import DEFAULT_TTL_SECONDS, CachedDecision, DecisionCache, cache_key
+from .cache.guard import GuardedCache
 from .errors import InvalidAnswer, LLMDecideError, ModelNotFound
 from .metrics import Events
 from .models import Article, Decision, ErrorRecord, Outcome
@@ -33,6 +35,8 @@ __all__ = ["DEFAULT_MAX_CHARS", "Decider"]
 #: Characters of one article shown to the model; the rest is cut (with a mark).
 DEFAULT_MAX_CHARS = 4000
 _FATAL = (ModelNotFound,)
+#: Recent valid decisions kept for single-flight; well above the read-ahead (2,048).
+SETTLED_MEMORY = 10_000
 
 
 class Decider:
@@ -63,18 +67,25 @@ class Decider:
             raise ValueError("concurrency must be at least 1")
         self.backend = backend
         self.task = task
+        self.events = events or Events()
+        #: The cache as given; lookups go through a guard that survives its failures.
         self.cache = cache
+        self._cache = GuardedCache(cache, self.events) if cache is not None else None
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.max_chars = max_chars
         self.cache_ttl = cache_ttl
-        self.events = events or Events()
         self._rng = random.Random(seed)
         self._sleep = sleep
         # Created lazily: a semaphore binds to the loop that first waits on it.
         self._limiter: asyncio.Semaphore | None = None
         self._streams: set[asyncio.Task[None]] = set()
+        # Single-flight: content key -> the outcome of the one request deciding it,
+        # and the latest valid decisions (a twin looked up in the cache just before
+        # its original was stored still finds it here).
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self._settled: OrderedDict[str, Decision] = OrderedDict()
         options = getattr(backend, "options", {})
         self.fingerprint = task.fingerprint(options, max_chars)
 
@@ -102,8 +113,8 @@ class Decider:
         try:
             await self.backend.aclose()
         finally:
-            if self.cache is not None:
-                await self.cache.aclose()
+            if self._cache is not None:
+                await self._cache.aclose()
 
     def key_for(self, article: Article) -> str:
         return cache_key(self.fingerprint, self.model, article.digest)
@@ -112,22 +123,44 @@ class Decider:
 
     async def decide(self, article: Article) -> Outcome:
         """One article, one request (after a cache lookup)."""
-        hits = await self._lookup([article])
-        outcome = hits.get(0) or await self._decide_single(article)
-        self.events.outcome(outcome)
-        return outcome
+        return (await self.decide_batch([article]))[0]
 
     async def decide_batch(self, articles: Sequence[Article]) -> list[Outcome]:
-        """Outcomes in the order given; misses go ``batch_size`` per request, concurrently."""
-        hits = await self._lookup(articles)
-        misses = [a for i, a in enumerate(articles) if i not in hits]
-        groups = [misses[i : i + self.batch_size] for i in range(0, len(misses), self.batch_size)]
-        decided = await asyncio.gather(*(self._decide_misses(group) for group in groups))
-        by_position = iter(outcome for group in decided for outcome in group)
-        outcomes = [hits[i] if i in hits else next(by_position) for i in range(len(articles))]
-        for outcome in outcomes:
+        """Outcomes in the order given; misses go ``batch_size`` per request, concurrently.
+
+        An article identical to one already being decided (here or in another
+        call) waits for that decision instead of asking again.
+        """
+        keys = [self.key_for(article) for article in articles]
+        hits = await self._lookup(articles, keys)
+        owned: list[int] = []
+        shared: dict[int, Awaitable[Outcome]] = {}
+        for position, (article, key) in enumerate(zip(articles, keys, strict=True)):
+            if position in hits:
+                continue
+            waiting = self._claim(key)
+            if waiting is None:
+                owned.append(position)
+            else:
+                shared[position] = self._share(article, key, waiting)
+        groups = [owned[i : i + self.batch_size] for i in range(0, len(owned), self.batch_size)]
+        decided, shared_outcomes = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    self._decide_owned([articles[i] for i in group], [keys[i] for i in group])
+                    for group in groups
+                )
+            ),
+            asyncio.gather(*shared.values()),
+        )
+        results: dict[int, Outcome] = dict(hits)
+        for group, outcomes in zip(groups, decided, strict=True):
+            results.update(zip(group, outcomes, strict=True))
+        results.update(zip(shared, shared_outcomes, strict=True))
+        ordered = [results[i] for i in range(len(articles))]
+        for outcome in ordered:
             self.events.outcome(outcome)
-        return outcomes
+        return ordered
 
     async def decide_stream(
         self, items: Iterable[StreamItem] | AsyncIterable[StreamItem]
@@ -172,15 +205,22 @@ class Decider:
         items: Iterable[StreamItem] | AsyncIterable[StreamItem],
         emit: Callable[[Article | None, Outcome], Awaitable[None]],
     ) -> None:
-        work: asyncio.Queue[list[Article] | None] = asyncio.Queue(maxsize=self.concurrency)
+        work: asyncio.Queue[list[tuple[Article, str]] | None] = asyncio.Queue(
+            maxsize=self.concurrency
+        )
 
         async def worker() -> None:
             while (batch := await work.get()) is not None:
-                for article, outcome in zip(batch, await self._decide_misses(batch), strict=True):
+                articles = [article for article, _ in batch]
+                outcomes = await self._decide_owned(articles, [key for _, key in batch])
+                for article, outcome in zip(articles, outcomes, strict=True):
                     await emit(article, outcome)
 
-        async def produce() -> None:
-            pending: list[Article] = []
+        async def wait_for_twin(article: Article, key: str, twin: asyncio.Future[Outcome]) -> None:
+            await emit(article, await self._share(article, key, twin))
+
+        async def produce(group: asyncio.TaskGroup) -> None:
+            pending: list[tuple[Article, str]] = []
             async for chunk, stalled in iter_chunks(items):
                 articles: list[Article] = []
                 for item in chunk:
@@ -188,13 +228,18 @@ class Decider:
                         await emit(None, item)
                     else:
                         articles.append(item)
-                hits = await self._lookup(articles)
-                for position, article in enumerate(articles):
+                keys = [self.key_for(article) for article in articles]
+                hits = await self._lookup(articles, keys)
+                for position, (article, key) in enumerate(zip(articles, keys, strict=True)):
                     hit = hits.get(position)
                     if hit is not None:
                         await emit(article, hit)
                         continue
-                    pending.append(article)
+                    twin = self._claim(key)
+                    if twin is not None:
+                        group.create_task(wait_for_twin(article, key, twin))
+                        continue
+                    pending.append((article, key))
                     if len(pending) == self.batch_size:
                         await work.put(pending)
                         pending = []
@@ -208,11 +253,74 @@ class Decider:
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(produce())
+                group.create_task(produce(group))
                 for _ in range(self.concurrency):
                     group.create_task(worker())
         except* _FATAL as fatal_group:
             raise fatal_group.exceptions[0] from None
+
+    # -- single-flight ----------------------------------------------------------
+
+    def _claim(self, key: str) -> asyncio.Future[Outcome] | None:
+        """None: the caller now decides ``key``; else the future of whoever already does."""
+        twin = self._inflight.get(key)
+        if twin is not None:
+            return twin
+        loop = asyncio.get_running_loop()
+        settled = self._settled.get(key)
+        if settled is not None:
+            done: asyncio.Future[Outcome] = loop.create_future()
+            done.set_result(settled)
+            return done
+        self._inflight[key] = loop.create_future()
+        return None
+
+    async def _share(self, article: Article, key: str, twin: asyncio.Future[Outcome]) -> Outcome:
+        """The twin's outcome under this article's id (asked anew if the twin was abandoned)."""
+        try:
+            outcome = await asyncio.shield(twin)
+        except asyncio.CancelledError:
+            if not twin.cancelled():
+                raise  # we were cancelled ourselves
+            if self._claim(key) is None:
+                return (await self._decide_owned([article], [key]))[0]
+            return await self._share(article, key, self._inflight[key])
+        self.events.deduplicated(article.id)
+        if isinstance(outcome, Decision):
+            return outcome.model_copy(update={"id": article.id, "source": "cache"})
+        return outcome.model_copy(update={"id": article.id})
+
+    async def _decide_owned(self, batch: Sequence[Article], keys: Sequence[str]) -> list[Outcome]:
+        """Decide claimed articles, cache the valid decisions, and release their twins."""
+        try:
+            outcomes = await self._decide_misses(batch)
+        except BaseException as exc:
+            for key in keys:
+                twin = self._inflight.pop(key, None)
+                if twin is not None and not twin.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        twin.cancel()
+                    else:
+                        twin.set_exception(exc)
+                        twin.exception()  # retrieved here; twins re-raise it themselves
+            raise
+        if self._cache is not None:
+            valid: dict[str, CachedDecision] = {
+                key: {"label": o.label, "confidence": o.confidence, "reason": o.reason}
+                for key, o in zip(keys, outcomes, strict=True)
+                if isinstance(o, Decision)
+            }
+            if valid:
+                await self._cache.set_many(valid, self.cache_ttl)
+        for key, outcome in zip(keys, outcomes, strict=True):
+            twin = self._inflight.pop(key, None)
+            if twin is not None and not twin.done():
+                twin.set_result(outcome)
+            if isinstance(outcome, Decision):
+                self._settled[key] = outcome
+                if len(self._settled) > SETTLED_MEMORY:
+                    self._settled.popitem(last=False)
+        return outcomes
 
     # -- deciding misses ------------------------------------------------------
 
@@ -236,7 +344,6 @@ class Decider:
         self.events.batch_result(len(parsed_decisions), len(failures))
 
         outcomes: dict[str, Outcome] = {}
-        to_cache: dict[str, CachedDecision] = {}
         for prompt_id, article in zip(ids, batch, strict=True):
             item = parsed_decisions.get(prompt_id)
             if item is None:
@@ -249,14 +356,6 @@ class Decider:
                 source="batch",
                 model=self.model,
             )
-            if self.cache is not None:
-                to_cache[self.key_for(article)] = {
-                    "label": item.label,
-                    "confidence": item.confidence,
-                    "reason": item.reason,
-                }
-        if to_cache and self.cache is not None:
-            await self.cache.set_many(to_cache, self.cache_ttl)
         if failures:
             self.events.batch_fallback(failures)
             retried = [(pid, a) for pid, a in zip(ids, batch, strict=True) if pid in failures]
@@ -286,7 +385,7 @@ class Decider:
             return ErrorRecord.from_exception(article.id, self.model, exc, raw_answer=raw_answer)
         except LLMDecideError as exc:
             return ErrorRecord.from_exception(article.id, self.model, exc)
-        decision = Decision(
+        return Decision(
             id=article.id,
             label=parsed.label,
             confidence=parsed.confidence,
@@ -294,18 +393,6 @@ class Decider:
             source="single",
             model=self.model,
         )
-        if self.cache is not None:
-            await self.cache.set_many(
-                {
-                    self.key_for(article): {
-                        "label": parsed.label,
-                        "confidence": parsed.confidence,
-                        "reason": parsed.reason,
-                    }
-                },
-                self.cache_ttl,
-            )
-        return decision
 
     async def _request(
         self, kind: str, messages: list[dict[str, str]], schema: dict[str, Any]
@@ -330,12 +417,11 @@ class Decider:
             attempt, self.retry, rng=self._rng, sleep=self._sleep, on_retry=self.events.retry
         )
 
-    async def _lookup(self, articles: Sequence[Article]) -> dict[int, Outcome]:
+    async def _lookup(self, articles: Sequence[Article], keys: Sequence[str]) -> dict[int, Outcome]:
         """Cache hits by position in ``articles``."""
-        if self.cache is None or not articles:
+        if self._cache is None or not articles:
             return {}
-        keys = [self.key_for(article) for article in articles]
-        found = await self.cache.get_many(keys)
+        found = await self._cache.get_many(keys)
         self.events.cache_lookup(len(found), len(keys) - len(found))
         hits: dict[int, Outcome] = {}
         for position, (article, key) in enumerate(zip(articles, keys, strict=True)):

@@ -5,6 +5,7 @@
     │   └── TaskError                 a task file that cannot be used
     ├── InputError                    an article that cannot be decided (no text, bad JSON, ...)
     ├── InvalidAnswer                 the model answered, but not with a valid decision
+    ├── CacheUnavailable              the cache cannot be read or written right now
     └── BackendError                  talking to the LLM server failed
         ├── ModelNotFound (404)       the model is not pulled on the server (fatal for a run)
         ├── BackendHTTPError          any other HTTP error status (5xx are transient)
@@ -23,6 +24,7 @@ __all__ = [
     "BackendHTTPError",
     "BackendTimeout",
     "BackendUnavailable",
+    "CacheUnavailable",
     "ConfigurationError",
     "InputError",
     "InvalidAnswer",
@@ -72,6 +74,13 @@ class InvalidAnswer(LLMDecideError):
         super().__init__(message)
         #: The raw answer, kept so users can see what the model said.
         self.content = content
+
+
+class CacheUnavailable(LLMDecideError):
+    """The cache failed (Redis down, SQLite locked); runs carry on uncached."""
+
+    type = "cache_unavailable"
+    transient = True
 
 
 class BackendError(LLMDecideError):

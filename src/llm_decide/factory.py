@@ -51,5 +51,6 @@ def build_decider(
         concurrency=settings.concurrency,
         retry=RetryPolicy(retries=settings.retries),
         max_chars=settings.max_chars,
+        cache_ttl=settings.cache_ttl_seconds,
         events=events,
     )

@@ -41,6 +41,11 @@ class RunStats:
     errors: Counter[str] = field(default_factory=Counter)
     cache_hits: int = 0
     cache_misses: int = 0
+    #: Cache failures (the run carried on uncached) and decisions not stored because of them.
+    cache_errors: int = 0
+    cache_writes_skipped: int = 0
+    #: Articles that waited for an identical article already in flight (single-flight).
+    deduplicated: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # by kind: batch / single
     request_failures: Counter[str] = field(default_factory=Counter)  # by error type
     retries: Counter[str] = field(default_factory=Counter)  # by reason
@@ -70,6 +75,9 @@ class RunStats:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "cache_hit_ratio": round(self.cache_hit_ratio, 4),
+            "cache_errors": self.cache_errors,
+            "cache_writes_skipped": self.cache_writes_skipped,
+            "deduplicated": self.deduplicated,
             "requests": dict(self.requests),
             "request_failures": dict(self.request_failures),
             "retries": dict(self.retries),
@@ -95,6 +103,28 @@ class Events:
     def cache_lookup(self, hits: int, misses: int) -> None:
         self.stats.cache_hits += hits
         self.stats.cache_misses += misses
+
+    def cache_error(self, exc: BaseException, *, first_in_outage: bool) -> None:
+        self.stats.cache_errors += 1
+        if first_in_outage:
+            self.log.warning(
+                "cache unavailable, carrying on without it (will retry): %s",
+                exc,
+                extra={"event": "cache_unavailable", "error": str(exc)},
+            )
+
+    def cache_recovered(self) -> None:
+        self.log.warning("cache is available again", extra={"event": "cache_recovered"})
+
+    def cache_write_skipped(self, count: int) -> None:
+        self.stats.cache_writes_skipped += count
+
+    def deduplicated(self, article_id: str) -> None:
+        self.stats.deduplicated += 1
+        self.log.debug(
+            "identical article in flight, sharing its decision",
+            extra={"event": "single_flight", "id": article_id},
+        )
 
     def batch_call(self, ids: Sequence[str]) -> None:
         self.log.info("batch call", extra={"event": "batch_call", "ids": list(ids)})

@@ -39,3 +39,20 @@ class Settings(BaseSettings):
     keep_alive: str | None = None
     pool_limit: int = Field(100, ge=1)
     task_file: Path | None = None
+    #: ``none | memory | sqlite | sqlite:///PATH | redis://HOST:PORT/DB``; unset: REDIS_URL
+    #: if that is set, else SQLite in the user cache directory.
+    cache: str | None = None
+    #: ``REDIS_URL``: the Redis cache, used when ``cache`` is not set.
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    #: ``CACHE_TTL_SECONDS``: how long a decision is kept (48 h).
+    cache_ttl_seconds: int = Field(
+        172800, ge=1, validation_alias=AliasChoices("CACHE_TTL_SECONDS", "cache_ttl_seconds")
+    )
+    #: Carry on uncached when the cache cannot be reached at start.
+    cache_optional: bool = False
+
+    @property
+    def cache_spec(self) -> str:
+        if self.cache:
+            return self.cache
+        return self.redis_url or "sqlite"

@@ -89,6 +89,7 @@ async def test_async_functions_use_the_callers_session(make_emulator, ag_rows) -
                 single = await compat.async_get_llm_decision_with_validation(
                     session, ag_rows[0]["description"]
                 )
+                await compat.aclose()
                 assert not session.closed
         finally:
             compat.configure(settings=None, cache=None)

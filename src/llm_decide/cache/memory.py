@@ -62,4 +62,4 @@ class MemoryCache:
             self._data.popitem(last=False)
 
     async def aclose(self) -> None:
-        self._data.clear()
+        """Nothing to release; entries stay usable by other Deciders sharing this cache."""

@@ -1,0 +1,202 @@
+"""SQLite cache: the embedded default; one file, WAL mode, shared safely by processes.
+
+All SQLite work runs on one dedicated thread, so the event loop never waits on
+disk. Writes are write-behind: ``set_many`` buffers and returns at once; a
+background flush writes the buffer in one transaction (reads see the buffer
+too), and ``aclose`` flushes what is left. Entries carry an absolute expiry
+(wall-clock seconds) so every process agrees on it; expired entries are never
+served and are purged in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import CacheUnavailable, ConfigurationError
+from .base import DEFAULT_TTL_SECONDS, CachedDecision
+
+__all__ = ["SQLiteCache"]
+
+T = TypeVar("T")
+log = logging.getLogger("llm_decide.cache")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (expires_at);
+"""
+#: SQLite's default limit of host parameters is 999 on old builds.
+_CHUNK = 900
+
+
+class SQLiteCache:
+    """Decisions in a SQLite file.
+
+    >>> import asyncio, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "c.sqlite3")
+    >>> async def demo():
+    ...     cache = SQLiteCache(path)
+    ...     await cache.set_many({"k": {"label": "A", "confidence": 1.0, "reason": ""}})
+    ...     found = await cache.get_many(["k"])
+    ...     await cache.aclose()
+    ...     return list(found)
+    >>> asyncio.run(demo())
+    ['k']
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        default_ttl: float = DEFAULT_TTL_SECONDS,
+        flush_delay: float = 0.05,
+        purge_interval: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.default_ttl = default_ttl
+        self.flush_delay = flush_delay
+        self.purge_interval = purge_interval
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="llm-decide-sqlite")
+        self._pending: dict[str, tuple[float, CachedDecision]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_purge = 0.0
+        self._closed = False
+        #: Buffered writes that failed (logged; the decisions are still in the output).
+        self.write_errors = 0
+        try:
+            self._db = self._open()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM decisions WHERE expires_at < 0").fetchone()
+            return db
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigurationError(
+                f"cannot use the SQLite cache file {self.path}: {exc}. Delete or move the file, "
+                "pick another with --cache sqlite:///PATH, or run with --cache none"
+            ) from exc
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work)
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"SQLite cache {self.path}: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, CachedDecision]:
+        now = self._clock()
+        found: dict[str, CachedDecision] = {}
+        rest: list[str] = []
+        for key in keys:
+            pending = self._pending.get(key)
+            if pending is not None and pending[0] > now:
+                found[key] = pending[1]
+            else:
+                rest.append(key)
+        if rest:
+            found.update(await self._run(lambda: self._select(rest, now)))
+        return found
+
+    def _select(self, keys: list[str], now: float) -> dict[str, CachedDecision]:
+        found: dict[str, CachedDecision] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, value FROM decisions WHERE key IN ({marks}) AND expires_at > ?",
+                (*chunk, now),
+            )
+            for key, value in rows:
+                found[key] = json.loads(value)
+        return found
+
+    # -- writes -----------------------------------------------------------------
+
+    async def set_many(self, items: Mapping[str, CachedDecision], ttl: float | None = None) -> None:
+        if self._closed:
+            return
+        expires_at = self._clock() + (self.default_ttl if ttl is None else ttl)
+        for key, value in items.items():
+            self._pending[key] = (expires_at, value)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.flush_delay)  # let a burst of writes share one transaction
+        # A failed background write is logged and counted in flush(); nobody awaits this task.
+        with contextlib.suppress(CacheUnavailable):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write buffered entries now (in one transaction); purge expired ones now and then."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        rows = [(k, json.dumps(v), exp) for k, (exp, v) in batch.items()]
+        purge = self._clock() - self._last_purge >= self.purge_interval
+        try:
+            await self._run(lambda: self._write(rows, purge))
+        except CacheUnavailable as exc:
+            self.write_errors += 1
+            log.warning("%s; %d decisions were not cached", exc, len(rows))
+            raise
+        if purge:
+            self._last_purge = self._clock()
+
+    def _write(self, rows: list[tuple[str, str, float]], purge: bool) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO decisions (key, value, expires_at) VALUES (?, ?, ?)", rows
+            )
+            if purge:
+                self._db.execute("DELETE FROM decisions WHERE expires_at <= ?", (self._clock(),))
+
+    async def purge_expired(self) -> int:
+        """Delete expired entries now; returns how many."""
+        now = self._clock()
+
+        def purge() -> int:
+            with self._db:
+                deleted = self._db.execute("DELETE FROM decisions WHERE expires_at <= ?", (now,))
+                return deleted.rowcount
+
+        return await self._run(purge)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._flusher is not None and not self._flusher.done():
+                self._flusher.cancel()
+            await self.flush()
+        finally:
+            self._closed = True
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+            self._executor.shutdown(wait=True)
