@@ -86,12 +86,14 @@ class Decider:
         # its original was stored still finds it here).
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self._settled: OrderedDict[str, Decision] = OrderedDict()
+        self._model = backend.model
+        self._label_set = frozenset(task.label_names)
         options = getattr(backend, "options", {})
         self.fingerprint = task.fingerprint(options, max_chars)
 
     @property
     def model(self) -> str:
-        return self.backend.model
+        return self._model
 
     @property
     def stats(self) -> Any:
@@ -168,28 +170,37 @@ class Decider:
         """Decide a (possibly endless) stream with bounded memory; yields as they complete.
 
         ``items`` are Articles, or ErrorRecords for input that could not be read
-        (they pass straight through). At most ``concurrency`` requests are in
-        flight; batches form from the stream in arrival order, and a partial
-        batch is sent as soon as the input stalls.
+        (they pass straight through, paired with None). At most ``concurrency``
+        requests are in flight; batches form from the stream in arrival order,
+        and a partial batch is sent as soon as the input stalls.
         """
+        async for pairs in self.decide_stream_chunks(items):
+            for pair in pairs:
+                yield pair
+
+    async def decide_stream_chunks(
+        self, items: Iterable[StreamItem] | AsyncIterable[StreamItem]
+    ) -> AsyncIterator[list[tuple[Article | None, Outcome]]]:
+        """``decide_stream`` yielding lists (a batch, a chunk's cache hits): less overhead."""
         # Unbounded queue, bounded by `room`: the end marker can then always be put,
         # after every result already produced, even when the run fails.
-        results: asyncio.Queue[tuple[Article | None, Outcome] | None] = asyncio.Queue()
-        room = asyncio.Semaphore(max(256, 4 * self.concurrency * self.batch_size))
+        results: asyncio.Queue[list[tuple[Article | None, Outcome]] | None] = asyncio.Queue()
+        room = asyncio.Semaphore(4 * self.concurrency + 8)
 
-        async def emit(article: Article | None, outcome: Outcome) -> None:
-            await room.acquire()
-            results.put_nowait((article, outcome))
+        async def emit(pairs: list[tuple[Article | None, Outcome]]) -> None:
+            if pairs:
+                await room.acquire()
+                results.put_nowait(pairs)
 
         runner = asyncio.create_task(self._run_stream(items, emit))
         self._streams.add(runner)
         runner.add_done_callback(self._streams.discard)
         runner.add_done_callback(lambda _: results.put_nowait(None))
         try:
-            while (result := await results.get()) is not None:
+            while (pairs := await results.get()) is not None:
                 room.release()
-                self.events.outcome(result[1])
-                yield result
+                self.events.outcomes(pairs)
+                yield pairs
             await runner  # re-raises a fatal error (e.g. ModelNotFound)
         finally:
             if not runner.done():
@@ -203,7 +214,7 @@ class Decider:
     async def _run_stream(
         self,
         items: Iterable[StreamItem] | AsyncIterable[StreamItem],
-        emit: Callable[[Article | None, Outcome], Awaitable[None]],
+        emit: Callable[[list[tuple[Article | None, Outcome]]], Awaitable[None]],
     ) -> None:
         work: asyncio.Queue[list[tuple[Article, str]] | None] = asyncio.Queue(
             maxsize=self.concurrency
@@ -213,27 +224,27 @@ class Decider:
             while (batch := await work.get()) is not None:
                 articles = [article for article, _ in batch]
                 outcomes = await self._decide_owned(articles, [key for _, key in batch])
-                for article, outcome in zip(articles, outcomes, strict=True):
-                    await emit(article, outcome)
+                await emit(list(zip(articles, outcomes, strict=True)))
 
         async def wait_for_twin(article: Article, key: str, twin: asyncio.Future[Outcome]) -> None:
-            await emit(article, await self._share(article, key, twin))
+            await emit([(article, await self._share(article, key, twin))])
 
         async def produce(group: asyncio.TaskGroup) -> None:
             pending: list[tuple[Article, str]] = []
             async for chunk, stalled in iter_chunks(items):
                 articles: list[Article] = []
+                ready: list[tuple[Article | None, Outcome]] = []
                 for item in chunk:
                     if isinstance(item, ErrorRecord):
-                        await emit(None, item)
+                        ready.append((None, item))
                     else:
                         articles.append(item)
                 keys = [self.key_for(article) for article in articles]
                 hits = await self._lookup(articles, keys)
+                ready.extend((articles[position], hit) for position, hit in hits.items())
+                await emit(ready)
                 for position, (article, key) in enumerate(zip(articles, keys, strict=True)):
-                    hit = hits.get(position)
-                    if hit is not None:
-                        await emit(article, hit)
+                    if position in hits:
                         continue
                     twin = self._claim(key)
                     if twin is not None:
@@ -424,18 +435,38 @@ class Decider:
         found = await self._cache.get_many(keys)
         self.events.cache_lookup(len(found), len(keys) - len(found))
         hits: dict[int, Outcome] = {}
+        labels = self._label_set
         for position, (article, key) in enumerate(zip(articles, keys, strict=True)):
             cached = found.get(key)
-            if cached is not None:
-                hits[position] = Decision(
-                    id=article.id,
-                    label=cached["label"],
-                    confidence=cached["confidence"],
-                    reason=cached["reason"],
-                    source="cache",
-                    model=self.model,
-                )
+            if cached is None:
+                continue
+            if not _valid_cached(cached, labels):
+                self.events.cache_entry_rejected(key)
+                continue  # treated as a miss: decided again and overwritten
+            # (pydantic's validating constructor is faster than model_construct here)
+            hits[position] = Decision(
+                id=article.id,
+                label=cached["label"],
+                confidence=float(cached["confidence"]),
+                reason=cached["reason"],
+                source="cache",
+                model=self._model,
+            )
         return hits
+
+
+def _valid_cached(entry: object, labels: frozenset[str]) -> bool:
+    """A cache entry we can serve: a known label, a confidence in 0..1, a reason."""
+    if not isinstance(entry, dict):
+        return False
+    confidence = entry.get("confidence")
+    return (
+        entry.get("label") in labels
+        and isinstance(confidence, int | float)
+        and not isinstance(confidence, bool)
+        and 0.0 <= confidence <= 1.0
+        and isinstance(entry.get("reason"), str)
+    )
 
 
 def _prompt_ids(batch: Sequence[Article]) -> list[str]:

@@ -11,9 +11,12 @@ import csv
 import io
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
+
+import orjson
 
 from .models import Article, ErrorInfo, ErrorRecord, Outcome
 
@@ -80,22 +83,25 @@ def _jsonl_records(stream: IO[bytes], name: str, max_chars: int) -> Iterator[Art
         where = f"{name}:{number}"
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield _error(
-                fallback_id,
-                "invalid_utf8",
-                f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start})",
-            )
-            continue
-        if not line.strip():
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError as exc:
-            yield _error(fallback_id, "invalid_json", f"{where}: not a JSON object ({exc})")
-            continue
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield _error(
+                    fallback_id,
+                    "invalid_utf8",
+                    f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                )
+                continue
+            try:  # the stdlib accepts what orjson refuses (e.g. integers over 64 bits)
+                record = json.loads(line)
+            except ValueError as exc:
+                yield _error(fallback_id, "invalid_json", f"{where}: not a JSON object ({exc})")
+                continue
         if not isinstance(record, dict):
             yield _error(
                 fallback_id,
@@ -185,11 +191,32 @@ def _dedup(items: Iterable[Article | ErrorRecord]) -> Iterator[Article | ErrorRe
 
 
 class JsonlWriter:
-    """One JSON object a line, flushed per record so a crash loses at most what is in flight."""
+    """One JSON object a line to a binary stream, flushed at least every ``flush_interval`` s.
 
-    def __init__(self, stream: IO[str]) -> None:
+    Flushing per record costs a system call per article (a third of a warm
+    cached run); flushing on a short clock keeps what a crash can lose to the
+    last fraction of a second. Call ``flush()`` when the stream goes idle.
+    """
+
+    def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.1) -> None:
         self._stream = stream
+        self._interval = flush_interval
+        self._last_flush = time.monotonic()
+        self.dirty = False
 
     def write(self, outcome: Outcome, article: Article | None = None) -> None:
-        self._stream.write(json.dumps(outcome.to_record(article), ensure_ascii=False) + "\n")
-        self._stream.flush()
+        record = outcome.to_record(article)
+        try:
+            line = orjson.dumps(record)
+        except TypeError:  # values orjson cannot encode (e.g. integers over 64 bits)
+            line = json.dumps(record, ensure_ascii=False).encode()
+        self._stream.write(line + b"\n")
+        self.dirty = True
+        if time.monotonic() - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dirty:
+            self._stream.flush()
+            self.dirty = False
+        self._last_flush = time.monotonic()

@@ -116,6 +116,12 @@ class Events:
     def cache_recovered(self) -> None:
         self.log.warning("cache is available again", extra={"event": "cache_recovered"})
 
+    def cache_entry_rejected(self, key: str) -> None:
+        self.stats.cache_errors += 1
+        self.log.warning(
+            "ignoring a malformed cache entry", extra={"event": "cache_entry_rejected", "key": key}
+        )
+
     def cache_write_skipped(self, count: int) -> None:
         self.stats.cache_writes_skipped += count
 
@@ -174,6 +180,10 @@ class Events:
             "invalid answer, asking again",
             extra={"event": "reask", "id": article_id, "error": error},
         )
+
+    def outcomes(self, pairs: Sequence[tuple[object, Outcome]]) -> None:
+        for _, outcome in pairs:
+            self.outcome(outcome)
 
     def outcome(self, outcome: Outcome) -> None:
         self.stats.outcomes += 1

@@ -7,7 +7,6 @@ Pure: no I/O. Every input article ends as exactly one ``Decision`` or one
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from typing import Any, Literal
 
@@ -26,12 +25,12 @@ __all__ = [
 
 Source = Literal["cache", "batch", "single"]
 
-_WHITESPACE = re.compile(r"\s+")
-
 
 def normalise_text(text: str) -> str:
     """Unicode NFC, whitespace runs folded to one space, ends stripped."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())  # str.split() folds every Unicode whitespace run
 
 
 def text_digest(text: str) -> str:

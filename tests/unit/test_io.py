@@ -69,12 +69,15 @@ def test_empty_input_gives_nothing() -> None:
 
 
 def test_writer_writes_one_line_with_passthrough_fields() -> None:
-    out = io.StringIO()
+    out = io.BytesIO()
     article = Article(id="a", text="t", extra={"label": "gold", "url": "u"}, warnings=("w",))
     decision = Decision(
         id="a", label="World", confidence=0.5, reason="r", source="batch", model="m"
     )
-    JsonlWriter(out).write(decision, article)
+    writer = JsonlWriter(out, flush_interval=3600)
+    writer.write(decision, article)
+    assert writer.dirty
+    writer.flush()
     record = json.loads(out.getvalue())
     assert record["label"] == "World" and record["input_label"] == "gold" and record["url"] == "u"
     assert record["error"] is None and record["warnings"] == ["w"]

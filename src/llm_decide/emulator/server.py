@@ -109,6 +109,8 @@ class Emulator:
         self.app.router.add_post("/api/chat", self.chat)
         self.app.router.add_post("/v1/chat/completions", self.openai_chat)
         self.app.router.add_route("GET", "/v1/models", self.openai_models)
+        # Not Ollama's: the emulator's own counters, for benchmarks and tests across processes.
+        self.app.router.add_route("GET", "/_emulator/stats", self.own_stats)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -192,6 +194,20 @@ class Emulator:
                 "model_info": {"llama.context_length": 131072},
                 "capabilities": ["completion", "tools"],
                 "modified_at": "2025-05-04T17:37:44.706015396-07:00",
+            }
+        )
+
+    async def own_stats(self, request: web.Request) -> web.Response:
+        stats = self.stats
+        return web.json_response(
+            {
+                "chat_requests": stats.chat_requests,
+                "batch_requests": stats.batch_requests,
+                "single_requests": stats.single_requests,
+                "connections": len(stats.connections),
+                "articles_seen": sum(stats.articles_seen.values()),
+                "max_in_flight": stats.max_in_flight,
+                "faults": dict(stats.faults),
             }
         )
 
