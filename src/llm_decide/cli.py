@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
+import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,7 +36,8 @@ from .engine import Decider
 from .errors import BackendError, CacheUnavailable, ConfigurationError, ModelNotFound
 from .factory import build_backend, build_decider
 from .io import JsonlWriter, detect_format, read_articles
-from .metrics import Events, RunStats
+from .logs import configure_logging
+from .metrics import Events, PrometheusMetrics, RunStats
 from .settings import Settings
 from .task import load_task
 
@@ -62,11 +64,6 @@ def _settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise UsageFailure(f"invalid settings: {problems}") from exc
-
-
-def _setup_logging(level: str) -> None:
-    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
-    logging.basicConfig(level=level.upper(), handlers=[handler], format="%(message)s", force=True)
 
 
 def _fail(message: str) -> None:
@@ -170,6 +167,30 @@ def _with_shared(func: Any) -> Any:
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
     show_default=True,
+    help="info shows the batch events (ids, counts, fallbacks); never article text.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus /metrics on this port while the run lasts.",
+)
+@click.option(
+    "--metrics-addr", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
+@click.option(
+    "--metrics-linger",
+    type=float,
+    default=0.0,
+    help="Keep /metrics up this many seconds after the run, for a last scrape.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Write the run's figures (the summary) as JSON to this file.",
 )
 def run(
     input_path: str,
@@ -188,6 +209,11 @@ def run(
     input_format: str,
     no_progress: bool,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_addr: str,
+    metrics_linger: float,
+    report_path: str | None,
 ) -> None:
     """Decide every article in INPUT (JSONL, CSV, or - for stdin).
 
@@ -202,7 +228,7 @@ def run(
     \b
     Exit codes: 0 all decided, 1 some error records, 2 configuration error, 130 interrupted.
     """
-    _setup_logging(log_level)
+    configure_logging(log_level, log_format, stderr)
     try:
         settings = _settings(
             ollama_url=ollama_url,
@@ -221,17 +247,26 @@ def run(
         if input_path != "-" and not Path(input_path).is_file():
             raise UsageFailure(f"input file {input_path} does not exist")
         cache = open_cache(settings.cache_spec, ttl=settings.cache_ttl_seconds)
-        decider = build_decider(settings, cache=cache, task=task, events=Events())
+        registry = CollectorRegistry()
+        events = Events(metrics=PrometheusMetrics(registry))
+        decider = build_decider(settings, cache=cache, task=task, events=events)
+        if metrics_port is not None:
+            _serve_metrics(registry, metrics_addr, metrics_port)
         fmt = detect_format(input_path, None if input_format == "auto" else input_format)
         show_progress = not no_progress and stderr.is_terminal
         with _open_output(output) as stream:
-            code = asyncio.run(_run(decider, settings, input_path, fmt, stream, show_progress))
+            code = asyncio.run(
+                _run(decider, settings, input_path, fmt, stream, show_progress, report_path)
+            )
     except (UsageFailure, ConfigurationError) as exc:
         _fail(str(exc))
         sys.exit(EXIT_CONFIG)
     except KeyboardInterrupt:
         _fail("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    if metrics_port is not None and metrics_linger > 0:
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(metrics_linger)
     sys.exit(code)
 
 
@@ -292,6 +327,7 @@ async def _run(
     fmt: Any,
     stream: IO[bytes],
     show_progress: bool,
+    report_path: str | None = None,
 ) -> int:
     writer = JsonlWriter(stream)
     stats: RunStats = decider.events.stats
@@ -323,8 +359,35 @@ async def _run(
         finally:
             flusher.cancel()
             writer.flush()
-    _print_summary(stats, time.perf_counter() - started, decider)
+    elapsed = time.perf_counter() - started
+    _print_summary(stats, elapsed, decider)
+    if report_path:
+        _write_report(report_path, stats, elapsed, decider)
     return EXIT_ERRORS if stats.errors else EXIT_OK
+
+
+def _serve_metrics(registry: CollectorRegistry, addr: str, port: int) -> None:
+    try:
+        start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        raise UsageFailure(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; pick another "
+            "--metrics-port"
+        ) from exc
+
+
+def _write_report(path: str, stats: RunStats, elapsed: float, decider: Decider) -> None:
+    report = {
+        "model": decider.model,
+        "endpoint": decider.backend.endpoint,
+        "elapsed_seconds": round(elapsed, 3),
+        "articles_per_second": round(stats.outcomes / elapsed, 2) if elapsed > 0 else 0.0,
+        **stats.as_dict(),
+    }
+    try:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write the report {path}: {exc.strerror or exc}")
 
 
 def _show(progress: Progress, task_id: Any, stats: RunStats, advance: int, started: float) -> None:
@@ -630,6 +693,55 @@ async def _demo(
         "(the emulator only counts label names)"
     )
     return EXIT_ERRORS if decider.events.stats.errors else EXIT_OK
+
+
+@cli.command()
+@click.argument("output", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def report(output: str, as_json: bool) -> None:
+    """Label distribution and error counts of a finished OUTPUT.jsonl."""
+    labels: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    unreadable = 0
+    with open(output, "rb") as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                unreadable += 1  # e.g. a line torn by a crash
+                continue
+            error = record.get("error") if isinstance(record, dict) else None
+            if isinstance(error, dict):
+                errors[str(error.get("type"))] += 1
+            elif isinstance(record, dict):
+                labels[str(record.get("label"))] += 1
+                sources[str(record.get("source"))] += 1
+    records = sum(labels.values()) + sum(errors.values())
+    figures = {
+        "records": records,
+        "decided": sum(labels.values()),
+        "labels": dict(labels.most_common()),
+        "sources": dict(sources),
+        "errors": dict(errors.most_common()),
+        "unreadable_lines": unreadable,
+    }
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    table = Table(title=f"{output}: {records:,} records")
+    table.add_column("label")
+    table.add_column("articles", justify="right")
+    table.add_column("share", justify="right")
+    for label, count in labels.most_common():
+        table.add_row(label, f"{count:,}", f"{count / max(1, records):.1%}")
+    for kind, count in errors.most_common():
+        table.add_row(f"[red]error: {kind}[/]", f"{count:,}", f"{count / max(1, records):.1%}")
+    Console().print(table)
+    if unreadable:
+        stderr.print(f"[yellow]warning:[/] {unreadable} line(s) are not JSON")
 
 
 def main() -> None:

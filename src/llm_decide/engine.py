@@ -68,6 +68,7 @@ class Decider:
         self.backend = backend
         self.task = task
         self.events = events or Events()
+        self.events.bind(backend, concurrency)
         #: The cache as given; lookups go through a guard that survives its failures.
         self.cache = cache
         self._cache = GuardedCache(cache, self.events) if cache is not None else None
@@ -348,11 +349,12 @@ class Decider:
             raise
         except LLMDecideError as exc:
             failures = dict.fromkeys(ids, f"batch request failed: {exc}")
+            codes = dict.fromkeys(ids, "request_failed")
             parsed_decisions = {}
         else:
             parsed = self.task.parse_batch(result.content, ids)
-            failures, parsed_decisions = parsed.failures, parsed.decisions
-        self.events.batch_result(len(parsed_decisions), len(failures))
+            failures, parsed_decisions, codes = parsed.failures, parsed.decisions, parsed.codes
+        self.events.batch_result(len(parsed_decisions), len(failures), len(batch))
 
         outcomes: dict[str, Outcome] = {}
         for prompt_id, article in zip(ids, batch, strict=True):
@@ -368,7 +370,7 @@ class Decider:
                 model=self.model,
             )
         if failures:
-            self.events.batch_fallback(failures)
+            self.events.batch_fallback(failures, codes)
             retried = [(pid, a) for pid, a in zip(ids, batch, strict=True) if pid in failures]
             singles = await asyncio.gather(*(self._decide_single(a) for _, a in retried))
             outcomes.update((pid, o) for (pid, _), o in zip(retried, singles, strict=True))
@@ -416,11 +418,14 @@ class Decider:
         async def attempt() -> ChatResult:
             async with limiter:
                 started = time.perf_counter()
+                self.events.request_started()
                 try:
                     result = await self.backend.chat(messages, schema=schema)
                 except LLMDecideError as exc:
                     self.events.request_failed(kind, exc, time.perf_counter() - started)
                     raise
+                finally:
+                    self.events.request_finished()
             self.events.request_done(kind, result)
             return result
 

@@ -1,25 +1,35 @@
-"""Counters and log events, in one place; the engine calls these and nothing else.
+"""Counters, Prometheus metrics and log events, in one place; the engine calls only these.
 
-``Events`` keeps a ``RunStats`` (what the CLI summary prints) and writes the
-original design's log events (batch call with ids, batch result with count,
-batch error with the fallback taken, retries) through ``logging`` with
-structured ``extra`` fields. Article text never reaches a log line.
+``Events`` keeps a ``RunStats`` (what the CLI summary and ``--report`` print),
+updates the Prometheus metrics of a ``PrometheusMetrics`` (on a registry you
+pass in; never only the global one), and writes the original design's log
+events (batch call with ids, batch result with count, batch error with the
+fallback taken, retries, cache outages) through ``logging`` with structured
+``extra`` fields. Article text never reaches a log line.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .backends.base import ChatResult
 from .models import Decision, Outcome
 
-__all__ = ["Events", "RunStats", "logger", "percentile"]
+__all__ = ["Events", "PrometheusMetrics", "RunStats", "logger", "percentile"]
 
 logger = logging.getLogger("llm_decide")
+
+#: Request durations from a fast cached server (10 ms) to the 300 s timeout.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -29,6 +39,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+def _type_of(exc: BaseException) -> str:
+    return str(getattr(exc, "type", type(exc).__name__))
 
 
 @dataclass
@@ -50,6 +64,7 @@ class RunStats:
     request_failures: Counter[str] = field(default_factory=Counter)  # by error type
     retries: Counter[str] = field(default_factory=Counter)  # by reason
     fallbacks: int = 0
+    fallback_reasons: Counter[str] = field(default_factory=Counter)
     reasks: int = 0
     timeouts: int = 0
     prompt_tokens: int = 0
@@ -79,9 +94,11 @@ class RunStats:
             "cache_writes_skipped": self.cache_writes_skipped,
             "deduplicated": self.deduplicated,
             "requests": dict(self.requests),
+            "requests_total": self.total_requests,
             "request_failures": dict(self.request_failures),
             "retries": dict(self.retries),
             "fallbacks": self.fallbacks,
+            "fallback_reasons": dict(self.fallback_reasons),
             "reasks": self.reasks,
             "timeouts": self.timeouts,
             "prompt_tokens": self.prompt_tokens,
@@ -93,19 +110,153 @@ class RunStats:
         }
 
 
-class Events:
-    """The engine's instrumentation: counts into ``stats`` and logs the events."""
+PoolUsage = Callable[[], tuple[int, int, int]]
 
-    def __init__(self, stats: RunStats | None = None, log: logging.Logger = logger) -> None:
+
+class _PoolCollector(Collector):
+    """``llm_decide_pool_connections{state}`` read from the connector at scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: list[PoolUsage] = []
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "llm_decide_pool_connections",
+            "HTTP connections of the client pool by state",
+            labels=["state"],
+        )
+        in_use = idle = limit = 0
+        for usage in self.sources:
+            used, free, cap = usage()
+            in_use, idle, limit = in_use + used, idle + free, limit + cap
+        family.add_metric(["in_use"], in_use)
+        family.add_metric(["idle"], idle)
+        family.add_metric(["limit"], limit)
+        yield family
+
+
+class PrometheusMetrics:
+    """The library's Prometheus metrics, registered on ``registry``.
+
+    >>> registry = CollectorRegistry()
+    >>> metrics = PrometheusMetrics(registry)
+    >>> registry.get_sample_value("llm_decide_timeouts_total")
+    0.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = PromCounter(
+            "llm_decide_requests",
+            "LLM requests by outcome (ok or error type)",
+            ["endpoint", "kind", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "llm_decide_request_duration_seconds",
+            "Wall time of one LLM request",
+            ["endpoint", "kind"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.errors = PromCounter(
+            "llm_decide_errors",
+            "Articles that ended as error records, by type",
+            ["type"],
+            registry=registry,
+        )
+        self.timeouts = PromCounter(
+            "llm_decide_timeouts", "LLM requests that timed out", registry=registry
+        )
+        self.retries = PromCounter(
+            "llm_decide_retries",
+            "Retries of transient failures by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.fallbacks = PromCounter(
+            "llm_decide_fallbacks",
+            "Batch items sent again as single requests, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.cache_lookups = PromCounter(
+            "llm_decide_cache_lookups",
+            "Cache lookups by result (hit, miss, error)",
+            ["result"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "llm_decide_inflight_requests",
+            "LLM requests in flight",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.tokens = PromCounter(
+            "llm_decide_tokens",
+            "Tokens reported by the server (prompt, completion)",
+            ["type"],
+            registry=registry,
+        )
+        self.batch_items = Histogram(
+            "llm_decide_batch_items",
+            "Articles per batch request",
+            buckets=(1, 2, 3, 4, 5, 8, 10, 16, 20, 32, 50),
+            registry=registry,
+        )
+        self.concurrency_limit = Gauge(
+            "llm_decide_concurrency_limit",
+            "Requests allowed in flight",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.decisions = PromCounter(
+            "llm_decide_decisions",
+            "Decisions by source (cache, batch, single)",
+            ["source"],
+            registry=registry,
+        )
+        self.pool = _PoolCollector()
+        registry.register(self.pool)
+
+
+class Events:
+    """The engine's instrumentation: counts into ``stats``, Prometheus, and the log."""
+
+    def __init__(
+        self,
+        stats: RunStats | None = None,
+        log: logging.Logger = logger,
+        *,
+        metrics: PrometheusMetrics | None = None,
+    ) -> None:
         self.stats = stats or RunStats()
         self.log = log
+        self.metrics = metrics
+        self.endpoint = ""
+
+    def bind(self, backend: Any, concurrency: int) -> None:
+        """Called by the Decider: which endpoint the metrics describe."""
+        self.endpoint = str(getattr(backend, "endpoint", ""))
+        if self.metrics is not None:
+            self.metrics.concurrency_limit.labels(self.endpoint).set(concurrency)
+            usage = getattr(backend, "pool_usage", None)
+            if usage is not None:
+                self.metrics.pool.sources.append(usage)
+
+    # -- cache ---------------------------------------------------------------
 
     def cache_lookup(self, hits: int, misses: int) -> None:
         self.stats.cache_hits += hits
         self.stats.cache_misses += misses
+        if self.metrics is not None:
+            self.metrics.cache_lookups.labels("hit").inc(hits)
+            self.metrics.cache_lookups.labels("miss").inc(misses)
 
     def cache_error(self, exc: BaseException, *, first_in_outage: bool) -> None:
         self.stats.cache_errors += 1
+        if self.metrics is not None:
+            self.metrics.cache_lookups.labels("error").inc()
         if first_in_outage:
             self.log.warning(
                 "cache unavailable, carrying on without it (will retry): %s",
@@ -132,40 +283,74 @@ class Events:
             extra={"event": "single_flight", "id": article_id},
         )
 
+    # -- batches -------------------------------------------------------------
+
     def batch_call(self, ids: Sequence[str]) -> None:
         self.log.info("batch call", extra={"event": "batch_call", "ids": list(ids)})
 
-    def batch_result(self, decided: int, failed: int) -> None:
+    def batch_result(self, decided: int, failed: int, size: int) -> None:
+        if self.metrics is not None:
+            self.metrics.batch_items.observe(size)
         self.log.info(
             "batch result",
             extra={"event": "batch_result", "count": decided, "failed": failed},
         )
 
-    def batch_fallback(self, failures: dict[str, str]) -> None:
+    def batch_fallback(self, failures: dict[str, str], codes: dict[str, str]) -> None:
         """Items of a batch that go to single requests, and why."""
         self.stats.fallbacks += len(failures)
+        self.stats.fallback_reasons.update(codes.values())
+        if self.metrics is not None:
+            for code in codes.values():
+                self.metrics.fallbacks.labels(code).inc()
         self.log.warning(
-            "batch error, falling back to single requests",
-            extra={"event": "batch_fallback", "ids": list(failures), "reasons": failures},
+            "batch error, falling back to single requests for %d item(s)",
+            len(failures),
+            extra={"event": "batch_fallback", "ids": list(failures), "reasons": codes},
         )
+
+    # -- requests ------------------------------------------------------------
+
+    def request_started(self) -> None:
+        if self.metrics is not None:
+            self.metrics.inflight.labels(self.endpoint).inc()
+
+    def request_finished(self) -> None:
+        """Always paired with ``request_started`` (also on cancellation)."""
+        if self.metrics is not None:
+            self.metrics.inflight.labels(self.endpoint).dec()
 
     def request_done(self, kind: str, result: ChatResult) -> None:
         self.stats.requests[kind] += 1
         self.stats.prompt_tokens += result.prompt_tokens
         self.stats.completion_tokens += result.completion_tokens
         self.stats.request_seconds.append(result.wall_s)
+        if self.metrics is not None:
+            m = self.metrics
+            m.requests.labels(self.endpoint, kind, "ok").inc()
+            m.duration.labels(self.endpoint, kind).observe(result.wall_s)
+            m.tokens.labels("prompt").inc(result.prompt_tokens)
+            m.tokens.labels("completion").inc(result.completion_tokens)
 
     def request_failed(self, kind: str, exc: BaseException, seconds: float) -> None:
-        error_type = str(getattr(exc, "type", type(exc).__name__))
+        error_type = _type_of(exc)
         self.stats.requests[kind] += 1
         self.stats.request_failures[error_type] += 1
         self.stats.request_seconds.append(seconds)
         if error_type == "backend_timeout":
             self.stats.timeouts += 1
+        if self.metrics is not None:
+            m = self.metrics
+            m.requests.labels(self.endpoint, kind, error_type).inc()
+            m.duration.labels(self.endpoint, kind).observe(seconds)
+            if error_type == "backend_timeout":
+                m.timeouts.inc()
 
     def retry(self, exc: BaseException, retry_index: int, wait: float) -> None:
-        reason = str(getattr(exc, "type", type(exc).__name__))
+        reason = _type_of(exc)
         self.stats.retries[reason] += 1
+        if self.metrics is not None:
+            self.metrics.retries.labels(reason).inc()
         self.log.warning(
             "retrying after %s (retry %d, waiting %.2fs)",
             reason,
@@ -181,6 +366,8 @@ class Events:
             extra={"event": "reask", "id": article_id, "error": error},
         )
 
+    # -- outcomes ------------------------------------------------------------
+
     def outcomes(self, pairs: Sequence[tuple[object, Outcome]]) -> None:
         for _, outcome in pairs:
             self.outcome(outcome)
@@ -190,5 +377,9 @@ class Events:
         if isinstance(outcome, Decision):
             self.stats.decided += 1
             self.stats.sources[outcome.source] += 1
+            if self.metrics is not None:
+                self.metrics.decisions.labels(outcome.source).inc()
         else:
             self.stats.errors[outcome.error.type] += 1
+            if self.metrics is not None:
+                self.metrics.errors.labels(outcome.error.type).inc()

@@ -73,6 +73,9 @@ class BatchParse:
     failures: dict[str, str] = field(default_factory=dict)
     #: ids in the answer that were not in the batch (ignored).
     unknown_ids: list[str] = field(default_factory=list)
+    #: id -> a short code for the failure (metrics label): not_json, no_decisions,
+    #: duplicate_id, invalid_item, missing.
+    codes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -266,10 +269,12 @@ class DecisionTask:
             data = _load_json(content)
         except InvalidAnswer as exc:
             result.failures = dict.fromkeys(ids, str(exc))
+            result.codes = dict.fromkeys(ids, "not_json")
             return result
         items = data.get("decisions") if isinstance(data, dict) else None
         if not isinstance(items, list):
             result.failures = dict.fromkeys(ids, "answer has no `decisions` list")
+            result.codes = dict.fromkeys(ids, "no_decisions")
             return result
         wanted = set(ids)
         duplicated: set[str] = set()
@@ -289,14 +294,17 @@ class DecisionTask:
                 duplicated.add(raw_id)
                 result.decisions.pop(raw_id, None)
                 result.failures[raw_id] = "id appears more than once in the answer"
+                result.codes[raw_id] = "duplicate_id"
                 continue
             try:
                 result.decisions[raw_id] = self.parse_item(item)
             except InvalidAnswer as exc:
                 result.failures[raw_id] = str(exc)
+                result.codes[raw_id] = "invalid_item"
         for article_id in ids:
             if article_id not in result.decisions and article_id not in result.failures:
                 result.failures[article_id] = "id missing from the answer"
+                result.codes[article_id] = "missing"
         return result
 
 

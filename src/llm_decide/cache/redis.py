@@ -6,10 +6,10 @@ the engine's guard then carries on uncached and tries Redis again later.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -71,7 +71,7 @@ class RedisCache:
                 values = await self._redis.mget([self.prefix + key for key in chunk])
                 for key, value in zip(chunk, values, strict=True):
                     if value is not None:
-                        found[key] = json.loads(value)
+                        found[key] = orjson.loads(value)
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
         return found
@@ -83,7 +83,7 @@ class RedisCache:
             for start in range(0, len(entries), self.chunk_size):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key, value in entries[start : start + self.chunk_size]:
-                        pipe.set(self.prefix + key, json.dumps(value), px=milliseconds)
+                        pipe.set(self.prefix + key, orjson.dumps(value), px=milliseconds)
                     await pipe.execute()
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc

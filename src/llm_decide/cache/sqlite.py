@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import time
@@ -20,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+import orjson
 
 from ..errors import CacheUnavailable, ConfigurationError
 from .base import DEFAULT_TTL_SECONDS, CachedDecision
@@ -133,7 +134,7 @@ class SQLiteCache:
                 (*chunk, now),
             )
             for key, value in rows:
-                found[key] = json.loads(value)
+                found[key] = orjson.loads(value)
         return found
 
     # -- writes -----------------------------------------------------------------
@@ -158,7 +159,7 @@ class SQLiteCache:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
-        rows = [(k, json.dumps(v), exp) for k, (exp, v) in batch.items()]
+        rows = [(k, orjson.dumps(v).decode(), exp) for k, (exp, v) in batch.items()]
         purge = self._clock() - self._last_purge >= self.purge_interval
         try:
             await self._run(lambda: self._write(rows, purge))
