@@ -103,6 +103,7 @@ def run_cli(source: Path, url: str, cache: str, tmp: Path) -> float:
             cache,
             "--concurrency",
             "16",
+            "--overwrite",
             "--no-progress",
         ],
         check=True,

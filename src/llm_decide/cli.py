@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import gc
 import json
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -35,9 +36,17 @@ from .emulator.faults import FAULT_KINDS, FaultPlan
 from .engine import Decider
 from .errors import BackendError, CacheUnavailable, ConfigurationError, ModelNotFound
 from .factory import build_backend, build_decider
-from .io import JsonlWriter, detect_format, read_articles
+from .io import (
+    JsonlWriter,
+    WrittenRecords,
+    detect_format,
+    read_articles,
+    scan_output,
+    skip_written,
+)
 from .logs import configure_logging
 from .metrics import Events, PrometheusMetrics, RunStats
+from .models import Article, ErrorRecord
 from .settings import Settings
 from .task import load_task
 
@@ -181,6 +190,12 @@ def _with_shared(func: Any) -> Any:
     "--metrics-addr", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Append to OUTPUT and decide only the articles it lacks (the default when OUTPUT exists).",
+)
+@click.option("--overwrite", is_flag=True, help="Start OUTPUT over even if it exists.")
+@click.option(
     "--metrics-linger",
     type=float,
     default=0.0,
@@ -214,6 +229,8 @@ def run(
     metrics_addr: str,
     metrics_linger: float,
     report_path: str | None,
+    resume: bool,
+    overwrite: bool,
 ) -> None:
     """Decide every article in INPUT (JSONL, CSV, or - for stdin).
 
@@ -254,9 +271,19 @@ def run(
             _serve_metrics(registry, metrics_addr, metrics_port)
         fmt = detect_format(input_path, None if input_format == "auto" else input_format)
         show_progress = not no_progress and stderr.is_terminal
-        with _open_output(output) as stream:
+        written = _resume_state(output, resume=resume, overwrite=overwrite)
+        with _open_output(output, append=written is not None) as stream:
             code = asyncio.run(
-                _run(decider, settings, input_path, fmt, stream, show_progress, report_path)
+                _run(
+                    decider,
+                    settings,
+                    input_path,
+                    fmt,
+                    stream,
+                    show_progress,
+                    report_path,
+                    written,
+                )
             )
     except (UsageFailure, ConfigurationError) as exc:
         _fail(str(exc))
@@ -270,13 +297,41 @@ def run(
     sys.exit(code)
 
 
+def _resume_state(output: str, *, resume: bool, overwrite: bool) -> WrittenRecords | None:
+    """What OUTPUT already holds when this run continues it; None to start afresh."""
+    if resume and overwrite:
+        raise UsageFailure("--resume and --overwrite contradict each other; pick one")
+    if output == "-":
+        if resume:
+            raise UsageFailure("--resume needs an output file (-o FILE), not stdout")
+        return None
+    path = Path(output)
+    if overwrite or not path.exists() or (path.stat().st_size == 0 and not resume):
+        return None
+    try:
+        written = scan_output(path)
+    except OSError as exc:
+        raise UsageFailure(f"cannot read {output} to resume: {exc.strerror or exc}") from exc
+    stderr.print(
+        f"{output} exists with {written.records:,} records: resuming, deciding only the "
+        "articles it lacks (--overwrite starts over)"
+    )
+    if written.repaired_bytes:
+        stderr.print(f"repaired {output}: cut a torn last line ({written.repaired_bytes} bytes)")
+    if written.unreadable_lines:
+        stderr.print(
+            f"[yellow]warning:[/] {written.unreadable_lines} line(s) of {output} are not records"
+        )
+    return written
+
+
 @contextlib.contextmanager
-def _open_output(output: str) -> Iterator[IO[bytes]]:
+def _open_output(output: str, *, append: bool = False) -> Iterator[IO[bytes]]:
     if output == "-":
         yield sys.stdout.buffer
         return
     try:
-        stream = open(output, "wb")  # noqa: SIM115 - closed below
+        stream = open(output, "ab" if append else "wb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageFailure(f"cannot write {output}: {exc.strerror or exc}") from exc
     with stream:
@@ -328,6 +383,7 @@ async def _run(
     stream: IO[bytes],
     show_progress: bool,
     report_path: str | None = None,
+    written: WrittenRecords | None = None,
 ) -> int:
     writer = JsonlWriter(stream)
     stats: RunStats = decider.events.stats
@@ -336,17 +392,34 @@ async def _run(
         await _check_cache(decider.cache, settings)
         if isinstance(decider.backend, OllamaBackend):
             await _preflight(decider.backend)
-        articles = read_articles(input_path, fmt=fmt, max_chars=settings.max_chars)
+        articles: Iterable[Article | ErrorRecord] = read_articles(
+            input_path, fmt=fmt, max_chars=settings.max_chars
+        )
+        if written is not None:
+            articles = skip_written(articles, written)
         progress = _progress() if show_progress else None
         total = _count_lines(input_path) if progress else None
         task_id = progress.add_task("deciding", total=total, stats="") if progress else None
-        flusher = asyncio.create_task(_flush_when_idle(writer))
+        # Ctrl-C / SIGTERM: stop deciding, keep what is written, summarise, exit 130.
+        interrupted = False
+        this_task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            if this_task is not None:
+                this_task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt)
         try:
             with progress or contextlib.nullcontext():
                 shown, last_shown = 0, 0.0
                 async for pairs in decider.decide_stream_chunks(articles):
                     for article, outcome in pairs:
                         writer.write(outcome, article)
+                    writer.flush()  # a batch at a time: a crash loses only what is in flight
                     if progress is not None and task_id is not None:
                         now = time.monotonic()
                         if now - last_shown >= 0.1:  # a redraw per article would cost more
@@ -354,15 +427,26 @@ async def _run(
                             shown, last_shown = stats.outcomes, now
                 if progress is not None and task_id is not None:
                     _show(progress, task_id, stats, stats.outcomes - shown, started)
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+            if this_task is not None:
+                this_task.uncancel()
         except ModelNotFound as exc:
             raise UsageFailure(str(exc)) from exc
         finally:
-            flusher.cancel()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
             writer.flush()
     elapsed = time.perf_counter() - started
     _print_summary(stats, elapsed, decider)
+    if written is not None:
+        stderr.print(f"resumed: {written.records:,} records were already in the output")
     if report_path:
         _write_report(report_path, stats, elapsed, decider)
+    if interrupted:
+        _fail("interrupted: what is written is kept; run again to resume")
+        return EXIT_INTERRUPTED
     return EXIT_ERRORS if stats.errors else EXIT_OK
 
 
@@ -398,13 +482,6 @@ def _show(progress: Progress, task_id: Any, stats: RunStats, advance: int, start
         stats=f"{stats.outcomes / elapsed:,.0f}/s  cache {stats.cache_hits}  "
         f"fallbacks {stats.fallbacks}  errors {sum(stats.errors.values())}",
     )
-
-
-async def _flush_when_idle(writer: JsonlWriter, interval: float = 0.1) -> None:
-    """Records reach the file within ``interval`` even while the LLM keeps us waiting."""
-    while True:
-        await asyncio.sleep(interval)
-        writer.flush()
 
 
 def _progress() -> Progress:

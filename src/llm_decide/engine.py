@@ -23,10 +23,10 @@ from typing import Any
 from .backends.base import ChatBackend, ChatResult
 from .cache.base import DEFAULT_TTL_SECONDS, CachedDecision, DecisionCache, cache_key
 from .cache.guard import GuardedCache
-from .errors import InvalidAnswer, LLMDecideError, ModelNotFound
+from .errors import CircuitOpen, InvalidAnswer, LLMDecideError, ModelNotFound, ServerBusy
 from .metrics import Events
 from .models import Article, Decision, ErrorRecord, Outcome
-from .resilience import RetryPolicy, call_with_retries
+from .resilience import AdaptiveLimiter, CircuitBreaker, RetryPolicy, call_with_retries
 from .sources import StreamItem, iter_chunks
 from .task import DEFAULT_TASK, DecisionTask
 
@@ -58,6 +58,8 @@ class Decider:
         max_chars: int = DEFAULT_MAX_CHARS,
         cache_ttl: float = DEFAULT_TTL_SECONDS,
         events: Events | None = None,
+        breaker: CircuitBreaker | None = None,
+        breaker_max_wait: float = 60.0,
         seed: int | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -79,8 +81,10 @@ class Decider:
         self.cache_ttl = cache_ttl
         self._rng = random.Random(seed)
         self._sleep = sleep
-        # Created lazily: a semaphore binds to the loop that first waits on it.
-        self._limiter: asyncio.Semaphore | None = None
+        self.limiter = AdaptiveLimiter(concurrency, on_change=self.events.concurrency_changed)
+        self.breaker = breaker or CircuitBreaker()
+        self.breaker._on_change = self.events.circuit_changed
+        self.breaker_max_wait = breaker_max_wait
         self._streams: set[asyncio.Task[None]] = set()
         # Single-flight: content key -> the outcome of the one request deciding it,
         # and the latest valid decisions (a twin looked up in the cache just before
@@ -410,28 +414,56 @@ class Decider:
     async def _request(
         self, kind: str, messages: list[dict[str, str]], schema: dict[str, Any]
     ) -> ChatResult:
-        """One logical request: limited to ``concurrency`` in flight, retried when transient."""
-        if self._limiter is None:
-            self._limiter = asyncio.Semaphore(self.concurrency)
-        limiter = self._limiter
+        """One logical request: through the circuit breaker and the adaptive limit, retried."""
+        limiter, breaker = self.limiter, self.breaker
 
         async def attempt() -> ChatResult:
+            await self._wait_for_breaker()
             async with limiter:
                 started = time.perf_counter()
                 self.events.request_started()
                 try:
                     result = await self.backend.chat(messages, schema=schema)
-                except LLMDecideError as exc:
+                except ServerBusy as exc:
+                    # "Slow down", not "down": fewer requests in flight, no breaker strike.
+                    limiter.on_busy()
+                    breaker.release_probe()
                     self.events.request_failed(kind, exc, time.perf_counter() - started)
+                    raise
+                except LLMDecideError as exc:
+                    if exc.transient:
+                        breaker.record_failure()
+                    else:
+                        breaker.release_probe()
+                    self.events.request_failed(kind, exc, time.perf_counter() - started)
+                    raise
+                except BaseException:
+                    breaker.release_probe()
                     raise
                 finally:
                     self.events.request_finished()
+            breaker.record_success()
+            limiter.on_success()
             self.events.request_done(kind, result)
             return result
 
         return await call_with_retries(
             attempt, self.retry, rng=self._rng, sleep=self._sleep, on_retry=self.events.retry
         )
+
+    async def _wait_for_breaker(self) -> None:
+        """While the circuit is open, wait (up to ``breaker_max_wait``) instead of failing."""
+        waited = 0.0
+        while (wait := self.breaker.wait_time()) > 0:
+            if waited >= self.breaker_max_wait:
+                raise CircuitOpen(
+                    f"{self.backend.endpoint} kept failing; gave up after waiting "
+                    f"{waited:.0f}s for it to recover",
+                    url=self.backend.endpoint,
+                )
+            step = min(wait, self.breaker_max_wait - waited)
+            await self._sleep(step)
+            waited += step
 
     async def _lookup(self, articles: Sequence[Article], keys: Sequence[str]) -> dict[int, Outcome]:
         """Cache hits by position in ``articles``."""

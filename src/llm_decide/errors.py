@@ -12,6 +12,7 @@
         │   └── ServerBusy (503)      Ollama's "maximum pending requests exceeded"
         ├── BackendTimeout            also a builtin TimeoutError
         └── BackendUnavailable        connection refused / reset; also a builtin ConnectionError
+            └── CircuitOpen           the endpoint kept failing; we stopped waiting for it
 
 Every class has a stable snake_case ``type``; it is what output records carry in
 ``error.type``, so scripts can count failures without parsing messages.
@@ -25,6 +26,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "CacheUnavailable",
+    "CircuitOpen",
     "ConfigurationError",
     "InputError",
     "InvalidAnswer",
@@ -147,3 +149,10 @@ class BackendUnavailable(BackendError, ConnectionError):
 
     type = "backend_unavailable"
     transient = True
+
+
+class CircuitOpen(BackendUnavailable):
+    """The circuit breaker stayed open longer than we were willing to wait."""
+
+    type = "backend_unavailable"
+    transient = False  # retrying now would only wait again

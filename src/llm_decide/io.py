@@ -12,7 +12,9 @@ import io
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -20,7 +22,16 @@ import orjson
 
 from .models import Article, ErrorInfo, ErrorRecord, Outcome
 
-__all__ = ["InputFormat", "JsonlWriter", "detect_format", "read_articles", "record_to_article"]
+__all__ = [
+    "InputFormat",
+    "JsonlWriter",
+    "WrittenRecords",
+    "detect_format",
+    "read_articles",
+    "record_to_article",
+    "scan_output",
+    "skip_written",
+]
 
 InputFormat = Literal["jsonl", "csv"]
 TEXT_FIELDS = ("description", "text", "content")
@@ -220,3 +231,76 @@ class JsonlWriter:
             self._stream.flush()
             self.dirty = False
         self._last_flush = time.monotonic()
+
+
+@dataclass
+class WrittenRecords:
+    """What an earlier run already wrote to an output file (for ``--resume``)."""
+
+    #: ids with a record other than a ``duplicate_id`` error.
+    ids: set[str] = field(default_factory=set)
+    #: ``duplicate_id`` error records written, by id.
+    duplicate_ids: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    #: Bytes of a torn last line (a crash mid-write) that were cut off.
+    repaired_bytes: int = 0
+    unreadable_lines: int = 0
+
+
+def _cut_torn_tail(stream: IO[bytes]) -> int:
+    """Truncate after the last newline; returns how many bytes were cut."""
+    size = stream.seek(0, io.SEEK_END)
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        stream.seek(start)
+        block = stream.read(end - start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    else:
+        keep = 0
+    if keep < size:
+        stream.truncate(keep)
+    return size - keep
+
+
+def scan_output(path: str | Path) -> WrittenRecords:
+    """Read the ids an output file holds, repairing a torn last line first."""
+    written = WrittenRecords()
+    with open(path, "r+b") as stream:
+        written.repaired_bytes = _cut_torn_tail(stream)
+        stream.seek(0)
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+                article_id = str(record["id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                written.unreadable_lines += 1
+                continue
+            written.records += 1
+            error = record.get("error")
+            if isinstance(error, dict) and error.get("type") == "duplicate_id":
+                written.duplicate_ids[article_id] += 1
+            else:
+                written.ids.add(article_id)
+    return written
+
+
+def skip_written(
+    items: Iterable[Article | ErrorRecord], written: WrittenRecords
+) -> Iterator[Article | ErrorRecord]:
+    """The input minus what ``written`` already covers (each input record once)."""
+    duplicates_seen: Counter[str] = Counter()
+    for item in items:
+        if isinstance(item, ErrorRecord) and item.error.type == "duplicate_id":
+            duplicates_seen[item.id] += 1
+            if duplicates_seen[item.id] <= written.duplicate_ids[item.id]:
+                continue
+        elif item.id in written.ids:
+            continue
+        yield item

@@ -216,6 +216,12 @@ class PrometheusMetrics:
             ["source"],
             registry=registry,
         )
+        self.circuit_state = Gauge(
+            "llm_decide_circuit_state",
+            "Circuit breaker: 0 closed, 1 half open, 2 open",
+            ["endpoint"],
+            registry=registry,
+        )
         self.pool = _PoolCollector()
         registry.register(self.pool)
 
@@ -243,6 +249,27 @@ class Events:
             usage = getattr(backend, "pool_usage", None)
             if usage is not None:
                 self.metrics.pool.sources.append(usage)
+
+    def concurrency_changed(self, limit: int) -> None:
+        if self.metrics is not None:
+            self.metrics.concurrency_limit.labels(self.endpoint).set(limit)
+        self.log.warning(
+            "requests in flight now limited to %d",
+            limit,
+            extra={"event": "concurrency_limit", "limit": limit},
+        )
+
+    def circuit_changed(self, old: str, new: str) -> None:
+        if self.metrics is not None:
+            code = {"closed": 0, "half_open": 1, "open": 2}[new]
+            self.metrics.circuit_state.labels(self.endpoint).set(code)
+        self.log.warning(
+            "circuit for %s: %s -> %s",
+            self.endpoint,
+            old,
+            new,
+            extra={"event": "circuit", "from": old, "to": new, "endpoint": self.endpoint},
+        )
 
     # -- cache ---------------------------------------------------------------
 

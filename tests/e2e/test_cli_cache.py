@@ -36,7 +36,7 @@ def test_changed_task_or_model_misses_entirely(thread_emulator, tmp_path) -> Non
     )
     for extra in ([], ["--task", str(task)], ["--model", "qwen2.5:3b"]):
         out = tmp_path / "out.jsonl"
-        result = llm_decide("run", str(source), "-o", str(out), *extra, url=url)
+        result = llm_decide("run", str(source), "-o", str(out), "--overwrite", *extra, url=url)
         assert result.returncode == 0, result.stderr
         assert {r["source"] for r in records(out)} <= {"batch", "single"}, extra
 
@@ -45,7 +45,7 @@ def test_redis_cache_by_url_then_warm(thread_emulator, redis_server, tmp_path) -
     emu, url = thread_emulator
     source = write_jsonl(tmp_path / "in.jsonl", ag_news_rows(60))
     out = tmp_path / "out.jsonl"
-    cache = ["--cache", redis_server.url]
+    cache = ["--cache", redis_server.url, "--overwrite"]
     assert llm_decide("run", str(source), "-o", str(out), *cache, url=url).returncode == 0
     before = emu.stats.chat_requests
     assert llm_decide("run", str(source), "-o", str(out), *cache, url=url).returncode == 0

@@ -13,7 +13,7 @@ from llm_decide.emulator.answers import choose_label
 from llm_decide.engine import Decider
 from llm_decide.errors import ModelNotFound
 from llm_decide.models import Article, Decision, ErrorRecord
-from llm_decide.resilience import RetryPolicy
+from llm_decide.resilience import CircuitBreaker, RetryPolicy
 from llm_decide.task import DEFAULT_TASK
 
 LABELS = DEFAULT_TASK.label_names
@@ -126,7 +126,10 @@ async def test_transient_errors_are_retried_and_counted(make_emulator, articles)
 async def test_exhausted_retries_end_as_error_records(make_emulator, articles) -> None:
     async with make_emulator() as (emu, url):
         emu.config.faults.rates["error_500"] = 1.0
-        async with decider_for(url, retry=RetryPolicy(retries=2, base=0.001)) as decider:
+        never_open = CircuitBreaker(failure_threshold=1000)
+        async with decider_for(
+            url, retry=RetryPolicy(retries=2, base=0.001), breaker=never_open
+        ) as decider:
             outcomes = await decider.decide_batch(articles[:3])
     assert [o.error.type for o in outcomes] == ["backend_http_error"] * 3  # type: ignore[union-attr]
     # one batch and three singles, each tried three times

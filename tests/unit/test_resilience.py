@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from llm_decide.errors import BackendHTTPError, BackendTimeout, ModelNotFound, ServerBusy
-from llm_decide.resilience import RetryPolicy, call_with_retries
+from llm_decide.resilience import AdaptiveLimiter, CircuitBreaker, RetryPolicy, call_with_retries
 
 
 class FlakyCall:
@@ -72,3 +73,94 @@ async def test_retry_after_is_a_floor() -> None:
     waits: list[float] = []
     await run(call, RetryPolicy(retries=3, cap=30), waits)
     assert waits == [7.0]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_consecutive_failures_then_probes() -> None:
+    clock = Clock()
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(
+        failure_threshold=3,
+        open_seconds=5,
+        clock=clock,
+        on_change=lambda a, b: changes.append((a, b)),
+    )
+    breaker.record_failure()
+    breaker.record_success()  # a success in between resets the count
+    for _ in range(3):
+        assert breaker.wait_time() == 0
+        breaker.record_failure()
+    assert breaker.state == "open" and breaker.wait_time() == 5
+    clock.now += 4
+    assert breaker.wait_time() == pytest.approx(1)
+    clock.now += 1
+    assert breaker.wait_time() == 0  # this caller is the probe
+    assert breaker.state == "half_open"
+    assert breaker.wait_time() > 0  # everyone else waits for the probe
+    breaker.record_failure()  # the probe failed: open again
+    assert breaker.state == "open"
+    clock.now += 5
+    assert breaker.wait_time() == 0
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.wait_time() == 0
+    assert changes == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+async def test_adaptive_limit_halves_on_busy_and_regrows() -> None:
+    limits: list[int] = []
+    limiter = AdaptiveLimiter(8, on_change=limits.append)
+    limiter.on_busy()
+    limiter.on_busy()
+    assert limiter.limit == 2
+    for _ in range(2 + 3):
+        limiter.on_success()
+    assert limiter.limit == 4  # +1 after `limit` successes: 2 -> 3 after 2, 3 -> 4 after 3
+    limiter.on_busy()
+    assert limits == [4, 2, 3, 4, 2]
+    for _ in range(100):
+        limiter.on_success()
+    assert limiter.limit == 8  # never above the maximum
+
+
+async def test_adaptive_limit_holds_and_queues_fifo() -> None:
+    limiter = AdaptiveLimiter(2)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def hold(n: int) -> None:
+        async with limiter:
+            order.append(n)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(hold(n)) for n in range(5)]
+    await asyncio.sleep(0.01)
+    assert order == [0, 1] and limiter.in_use == 2
+    limiter.on_busy()  # limit 1: nobody new gets in until two leave
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4] and limiter.in_use == 0
+
+
+async def test_cancelled_waiter_does_not_leak_a_slot() -> None:
+    limiter = AdaptiveLimiter(1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    limiter.release()
+    assert limiter.in_use == 0
+    await asyncio.wait_for(limiter.acquire(), 1)
