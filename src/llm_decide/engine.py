@@ -414,56 +414,78 @@ class Decider:
     async def _request(
         self, kind: str, messages: list[dict[str, str]], schema: dict[str, Any]
     ) -> ChatResult:
-        """One logical request: through the circuit breaker and the adaptive limit, retried."""
-        limiter, breaker = self.limiter, self.breaker
+        """One logical request: through the circuit breaker and the adaptive limit, retried.
+
+        While the circuit is open the request waits (up to ``breaker_max_wait``
+        in all) instead of failing; a failed probe sends it back to waiting
+        without spending one of its retries, so an outage shorter than the
+        wait loses nothing.
+        """
+        deadline: float | None = None
 
         async def attempt() -> ChatResult:
-            await self._wait_for_breaker()
-            async with limiter:
-                started = time.perf_counter()
-                self.events.request_started()
+            nonlocal deadline
+            while True:
+                loop_time = asyncio.get_running_loop().time
+                if deadline is None:
+                    deadline = loop_time() + self.breaker_max_wait
+                probe = await self._wait_for_breaker(deadline, loop_time)
                 try:
-                    result = await self.backend.chat(messages, schema=schema)
-                except ServerBusy as exc:
-                    # "Slow down", not "down": fewer requests in flight, no breaker strike.
-                    limiter.on_busy()
-                    breaker.release_probe()
-                    self.events.request_failed(kind, exc, time.perf_counter() - started)
-                    raise
+                    return await self._send(kind, messages, schema)
                 except LLMDecideError as exc:
-                    if exc.transient:
-                        breaker.record_failure()
-                    else:
-                        breaker.release_probe()
-                    self.events.request_failed(kind, exc, time.perf_counter() - started)
+                    if probe and exc.transient and not isinstance(exc, ServerBusy):
+                        continue  # still down: the breaker is open again, wait for it
                     raise
-                except BaseException:
-                    breaker.release_probe()
-                    raise
-                finally:
-                    self.events.request_finished()
-            breaker.record_success()
-            limiter.on_success()
-            self.events.request_done(kind, result)
-            return result
 
         return await call_with_retries(
             attempt, self.retry, rng=self._rng, sleep=self._sleep, on_retry=self.events.retry
         )
 
-    async def _wait_for_breaker(self) -> None:
-        """While the circuit is open, wait (up to ``breaker_max_wait``) instead of failing."""
-        waited = 0.0
+    async def _send(
+        self, kind: str, messages: list[dict[str, str]], schema: dict[str, Any]
+    ) -> ChatResult:
+        """One HTTP attempt inside the concurrency limit, with all its accounting."""
+        limiter, breaker = self.limiter, self.breaker
+        async with limiter:
+            started = time.perf_counter()
+            self.events.request_started()
+            try:
+                result = await self.backend.chat(messages, schema=schema)
+            except ServerBusy as exc:
+                # "Slow down", not "down": fewer requests in flight, no breaker strike.
+                limiter.on_busy()
+                breaker.release_probe()
+                self.events.request_failed(kind, exc, time.perf_counter() - started)
+                raise
+            except LLMDecideError as exc:
+                if exc.transient:
+                    breaker.record_failure()
+                else:
+                    breaker.release_probe()
+                self.events.request_failed(kind, exc, time.perf_counter() - started)
+                raise
+            except BaseException:
+                breaker.release_probe()
+                raise
+            finally:
+                self.events.request_finished()
+        breaker.record_success()
+        limiter.on_success()
+        self.events.request_done(kind, result)
+        return result
+
+    async def _wait_for_breaker(self, deadline: float, now: Callable[[], float]) -> bool:
+        """Wait while the circuit is open; True if this request goes as the probe."""
         while (wait := self.breaker.wait_time()) > 0:
-            if waited >= self.breaker_max_wait:
+            remaining = deadline - now()
+            if remaining <= 0:
                 raise CircuitOpen(
                     f"{self.backend.endpoint} kept failing; gave up after waiting "
-                    f"{waited:.0f}s for it to recover",
+                    f"{self.breaker_max_wait:.0f}s for it to recover",
                     url=self.backend.endpoint,
                 )
-            step = min(wait, self.breaker_max_wait - waited)
-            await self._sleep(step)
-            waited += step
+            await self._sleep(min(wait, remaining))
+        return self.breaker.state == "half_open"
 
     async def _lookup(self, articles: Sequence[Article], keys: Sequence[str]) -> dict[int, Outcome]:
         """Cache hits by position in ``articles``."""

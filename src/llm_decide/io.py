@@ -129,18 +129,21 @@ def _csv_records(stream: IO[bytes], name: str, max_chars: int) -> Iterator[Artic
     if reader.fieldnames is None:
         return
     columns = {c.strip() for c in reader.fieldnames if c}
-    if not columns & {"title", *TEXT_FIELDS}:
-        yield _error(
-            f"{name}:header",
-            "missing_column",
-            f"{name}: the CSV header has no `title`, `description`, `text` or `content` column "
-            f"(it has: {', '.join(sorted(columns)) or 'nothing'})",
-        )
-        return
+    no_text_column = not columns & {"title", *TEXT_FIELDS}
     for row in reader:
         number = reader.line_num
         where = f"{name}:{number}"
         values = {(k or "").strip(): v for k, v in row.items() if k is not None}
+        if no_text_column:
+            # Every row still gets its own record, each naming the real cause.
+            raw_id = values.get("id")
+            yield _error(
+                raw_id if isinstance(raw_id, str) and raw_id else f"line-{number}",
+                "missing_column",
+                f"{where}: the CSV header has no `title`, `description`, `text` or `content` "
+                f"column (it has: {', '.join(sorted(columns)) or 'nothing'})",
+            )
+            continue
         if any(isinstance(v, str) and _has_surrogates(v) for v in values.values()):
             yield _error(f"line-{number}", "invalid_utf8", f"{where}: not valid UTF-8")
             continue

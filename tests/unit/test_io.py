@@ -58,10 +58,11 @@ def test_csv_with_header_and_missing_values() -> None:
     assert errors(items) == {"2": "missing_text"}
 
 
-def test_csv_without_a_text_column_is_one_clear_error() -> None:
-    items = read(b"id,url\n1,http://x\n", "csv")
-    assert len(items) == 1 and isinstance(items[0], ErrorRecord)
-    assert items[0].error.type == "missing_column" and "url" in items[0].error.message
+def test_csv_without_a_text_column_gives_each_row_a_clear_error() -> None:
+    items = read(b"id,url\n1,http://x\n2,http://y\n", "csv")
+    assert [i.id for i in items] == ["1", "2"]
+    assert all(isinstance(i, ErrorRecord) and i.error.type == "missing_column" for i in items)
+    assert "url" in items[0].error.message  # type: ignore[union-attr]
 
 
 def test_empty_input_gives_nothing() -> None:
