@@ -190,6 +190,12 @@ def _with_shared(func: Any) -> Any:
     "--metrics-addr", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
 )
 @click.option(
+    "--breaker-wait",
+    type=float,
+    help="Seconds a request waits for a failing server (open circuit) before it becomes an "
+    "error record [env LLM_DECIDE_BREAKER_MAX_WAIT; default 60].",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Append to OUTPUT and decide only the articles it lacks (the default when OUTPUT exists).",
@@ -229,6 +235,7 @@ def run(
     metrics_addr: str,
     metrics_linger: float,
     report_path: str | None,
+    breaker_wait: float | None,
     resume: bool,
     overwrite: bool,
 ) -> None:
@@ -259,6 +266,7 @@ def run(
             cache=cache_spec,
             cache_ttl_seconds=cache_ttl,
             cache_optional=cache_optional,
+            breaker_max_wait=breaker_wait,
         )
         task = load_task(settings.task_file) if settings.task_file else None
         if input_path != "-" and not Path(input_path).is_file():
@@ -506,6 +514,8 @@ def _print_summary(stats: RunStats, elapsed: float, decider: Decider) -> None:
     table.add_row("articles", f"{stats.outcomes:,}  ({rate:,.1f}/s in {elapsed:,.1f}s)")
     table.add_row("decided", f"{stats.decided:,}  " + _fmt_counts(stats.sources))
     table.add_row("errors", f"{sum(stats.errors.values()):,}  " + _fmt_counts(stats.errors))
+    if stats.warnings:
+        table.add_row("articles with warnings", f"{stats.warnings:,}")
     cache_line = f"{stats.cache_hits:,}  ({stats.cache_hit_ratio:.0%} of lookups)"
     if stats.cache_errors:
         cache_line += (
@@ -526,6 +536,8 @@ def _print_summary(stats: RunStats, elapsed: float, decider: Decider) -> None:
         f"{figures['request_seconds_p99']:.3f} s",
     )
     stderr.print(table)
+    if stats.outcomes == 0:
+        stderr.print("[yellow]warning:[/] the input held no articles")
 
 
 def _fmt_counts(counts: Any) -> str:
@@ -650,6 +662,13 @@ def _emulator_config(
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
+    "--hang-seconds",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="How long a `hang` fault holds a request.",
+)
+@click.option(
     "--model",
     "models",
     multiple=True,
@@ -671,6 +690,7 @@ def emulator(
     per_output_token: float,
     shuffle: bool,
     seed: int,
+    hang_seconds: float,
     models: tuple[str, ...],
     faults: tuple[str, ...],
 ) -> None:
@@ -684,6 +704,7 @@ def emulator(
     config = _emulator_config(
         slots, latency, per_prompt_token, per_output_token, shuffle, seed, models, faults
     )
+    config.hang_seconds = hang_seconds
 
     async def serve() -> None:
         async with serve_emulator(config, host=host, port=port) as (_, url):

@@ -9,7 +9,7 @@ from .backends.ollama import OllamaBackend
 from .cache.base import DecisionCache
 from .engine import Decider
 from .metrics import Events
-from .resilience import RetryPolicy
+from .resilience import CircuitBreaker, RetryPolicy
 from .settings import Settings
 from .task import DEFAULT_TASK, DecisionTask, load_task
 
@@ -53,4 +53,9 @@ def build_decider(
         max_chars=settings.max_chars,
         cache_ttl=settings.cache_ttl_seconds,
         events=events,
+        breaker=CircuitBreaker(
+            failure_threshold=settings.breaker_failures,
+            open_seconds=settings.breaker_open_seconds,
+        ),
+        breaker_max_wait=settings.breaker_max_wait,
     )

@@ -51,6 +51,8 @@ class RunStats:
 
     outcomes: int = 0
     decided: int = 0
+    #: Articles decided or not that carry a warning (e.g. cut to --max-chars).
+    warnings: int = 0
     sources: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     cache_hits: int = 0
@@ -85,6 +87,7 @@ class RunStats:
         return {
             "articles": self.outcomes,
             "decided": self.decided,
+            "warnings": self.warnings,
             "errors": dict(self.errors),
             "sources": dict(self.sources),
             "cache_hits": self.cache_hits,
@@ -395,8 +398,10 @@ class Events:
 
     # -- outcomes ------------------------------------------------------------
 
-    def outcomes(self, pairs: Sequence[tuple[object, Outcome]]) -> None:
-        for _, outcome in pairs:
+    def outcomes(self, pairs: Sequence[tuple[Any, Outcome]]) -> None:
+        for article, outcome in pairs:
+            if article is not None and article.warnings:
+                self.stats.warnings += 1
             self.outcome(outcome)
 
     def outcome(self, outcome: Outcome) -> None:

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     #: Carry on uncached when the cache cannot be reached at start.
     cache_optional: bool = False
+    #: Consecutive transient failures that open the circuit breaker.
+    breaker_failures: int = Field(5, ge=1)
+    #: Seconds the circuit stays open before one probe is let through.
+    breaker_open_seconds: float = Field(5.0, gt=0)
+    #: Seconds one request waits in all for an open circuit before it becomes an error record.
+    breaker_max_wait: float = Field(60.0, ge=0)
 
     @property
     def cache_spec(self) -> str:
