@@ -15,17 +15,15 @@ import json
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .backends.ollama import OllamaBackend, model_names_match
@@ -48,10 +46,15 @@ from .logs import configure_logging
 from .metrics import Events, PrometheusMetrics, RunStats
 from .models import Article, ErrorRecord
 from .settings import Settings
+from .summary import (
+    output_figures,
+    print_output_figures,
+    print_summary,
+    progress_bar,
+    show_progress,
+    write_report,
+)
 from .task import load_task
-
-if TYPE_CHECKING:
-    from .emulator.server import EmulatorConfig
 
 __all__ = ["main"]
 
@@ -278,7 +281,7 @@ def run(
         if metrics_port is not None:
             _serve_metrics(registry, metrics_addr, metrics_port)
         fmt = detect_format(input_path, None if input_format == "auto" else input_format)
-        show_progress = not no_progress and stderr.is_terminal
+        with_progress = not no_progress and stderr.is_terminal
         written = _resume_state(output, resume=resume, overwrite=overwrite)
         with _open_output(output, append=written is not None) as stream:
             code = asyncio.run(
@@ -288,7 +291,7 @@ def run(
                     input_path,
                     fmt,
                     stream,
-                    show_progress,
+                    with_progress,
                     report_path,
                     written,
                 )
@@ -389,7 +392,7 @@ async def _run(
     input_path: str,
     fmt: Any,
     stream: IO[bytes],
-    show_progress: bool,
+    with_progress: bool,
     report_path: str | None = None,
     written: WrittenRecords | None = None,
 ) -> int:
@@ -405,7 +408,7 @@ async def _run(
         )
         if written is not None:
             articles = skip_written(articles, written)
-        progress = _progress() if show_progress else None
+        progress = progress_bar(stderr) if with_progress else None
         total = _count_lines(input_path) if progress else None
         task_id = progress.add_task("deciding", total=total, stats="") if progress else None
         # Ctrl-C / SIGTERM: stop deciding, keep what is written, summarise, exit 130.
@@ -431,10 +434,10 @@ async def _run(
                     if progress is not None and task_id is not None:
                         now = time.monotonic()
                         if now - last_shown >= 0.1:  # a redraw per article would cost more
-                            _show(progress, task_id, stats, stats.outcomes - shown, started)
+                            show_progress(progress, task_id, stats, stats.outcomes - shown, started)
                             shown, last_shown = stats.outcomes, now
                 if progress is not None and task_id is not None:
-                    _show(progress, task_id, stats, stats.outcomes - shown, started)
+                    show_progress(progress, task_id, stats, stats.outcomes - shown, started)
         except asyncio.CancelledError:
             if not interrupted:
                 raise
@@ -447,11 +450,14 @@ async def _run(
                 loop.remove_signal_handler(signum)
             writer.flush()
     elapsed = time.perf_counter() - started
-    _print_summary(stats, elapsed, decider)
+    print_summary(stderr, stats, elapsed, decider)
     if written is not None:
         stderr.print(f"resumed: {written.records:,} records were already in the output")
     if report_path:
-        _write_report(report_path, stats, elapsed, decider)
+        try:
+            write_report(report_path, stats, elapsed, decider)
+        except OSError as exc:
+            _fail(f"cannot write the report {report_path}: {exc.strerror or exc}")
     if interrupted:
         _fail("interrupted: what is written is kept; run again to resume")
         return EXIT_INTERRUPTED
@@ -466,82 +472,6 @@ def _serve_metrics(registry: CollectorRegistry, addr: str, port: int) -> None:
             f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; pick another "
             "--metrics-port"
         ) from exc
-
-
-def _write_report(path: str, stats: RunStats, elapsed: float, decider: Decider) -> None:
-    report = {
-        "model": decider.model,
-        "endpoint": decider.backend.endpoint,
-        "elapsed_seconds": round(elapsed, 3),
-        "articles_per_second": round(stats.outcomes / elapsed, 2) if elapsed > 0 else 0.0,
-        **stats.as_dict(),
-    }
-    try:
-        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        _fail(f"cannot write the report {path}: {exc.strerror or exc}")
-
-
-def _show(progress: Progress, task_id: Any, stats: RunStats, advance: int, started: float) -> None:
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    progress.update(
-        task_id,
-        advance=advance,
-        stats=f"{stats.outcomes / elapsed:,.0f}/s  cache {stats.cache_hits}  "
-        f"fallbacks {stats.fallbacks}  errors {sum(stats.errors.values())}",
-    )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[stats]}"),
-        console=stderr,
-    )
-
-
-def _print_summary(stats: RunStats, elapsed: float, decider: Decider) -> None:
-    figures = stats.as_dict()
-    table = Table(
-        title=f"llm-decide: {decider.model} on {decider.backend.endpoint}", show_header=False
-    )
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    rate = stats.outcomes / elapsed if elapsed > 0 else 0.0
-    table.add_row("articles", f"{stats.outcomes:,}  ({rate:,.1f}/s in {elapsed:,.1f}s)")
-    table.add_row("decided", f"{stats.decided:,}  " + _fmt_counts(stats.sources))
-    table.add_row("errors", f"{sum(stats.errors.values()):,}  " + _fmt_counts(stats.errors))
-    if stats.warnings:
-        table.add_row("articles with warnings", f"{stats.warnings:,}")
-    cache_line = f"{stats.cache_hits:,}  ({stats.cache_hit_ratio:.0%} of lookups)"
-    if stats.cache_errors:
-        cache_line += (
-            f"  cache errors {stats.cache_errors:,}, not stored {stats.cache_writes_skipped:,}"
-        )
-    table.add_row("cache hits", cache_line)
-    if stats.deduplicated:
-        table.add_row("identical articles shared", f"{stats.deduplicated:,}")
-    table.add_row("requests", f"{stats.total_requests:,}  " + _fmt_counts(stats.requests))
-    table.add_row("fallbacks / re-asks", f"{stats.fallbacks:,} / {stats.reasks:,}")
-    table.add_row("retries", f"{sum(stats.retries.values()):,}  " + _fmt_counts(stats.retries))
-    table.add_row(
-        "tokens (prompt / completion)", f"{stats.prompt_tokens:,} / {stats.completion_tokens:,}"
-    )
-    table.add_row(
-        "request latency p50 / p95 / p99",
-        f"{figures['request_seconds_p50']:.3f} / {figures['request_seconds_p95']:.3f} / "
-        f"{figures['request_seconds_p99']:.3f} s",
-    )
-    stderr.print(table)
-    if stats.outcomes == 0:
-        stderr.print("[yellow]warning:[/] the input held no articles")
-
-
-def _fmt_counts(counts: Any) -> str:
-    return "(" + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) + ")" if counts else ""
 
 
 @cli.command()
@@ -587,18 +517,8 @@ async def _check(settings: Settings) -> int:
         await backend.aclose()
 
 
-def _emulator_config(
-    slots: int,
-    latency: float,
-    per_prompt_token: float,
-    per_output_token: float,
-    shuffle: bool,
-    seed: int,
-    models: tuple[str, ...],
-    faults: tuple[str, ...],
-) -> EmulatorConfig:
-    from .emulator.server import EmulatorConfig  # aiohttp.web: only for these commands
-
+def _fault_plan(faults: tuple[str, ...], seed: int) -> FaultPlan:
+    """``KIND=RATE`` options as a seeded FaultPlan; bad ones are usage errors."""
     rates: dict[str, float] = {}
     for spec in faults:
         kind, _, rate = spec.partition("=")
@@ -609,18 +529,9 @@ def _emulator_config(
                 f"{spec!r}: use KIND=RATE, e.g. error_500=0.1", param_hint="--fault"
             ) from None
     try:
-        plan = FaultPlan(rates=rates, seed=seed)
+        return FaultPlan(rates=rates, seed=seed)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
-    return EmulatorConfig(
-        models=models or ("llama3.2:3b",),
-        slots=slots,
-        base_latency=latency,
-        per_prompt_token=per_prompt_token,
-        per_output_token=per_output_token,
-        shuffle=shuffle,
-        faults=plan,
-    )
 
 
 @cli.command()
@@ -699,12 +610,18 @@ def emulator(
     It answers every article with the label named most often in its text, so
     results are checkable. Stop it with Ctrl-C.
     """
-    from .emulator.server import serve_emulator
+    from .emulator.server import EmulatorConfig, serve_emulator  # aiohttp.web: only here
 
-    config = _emulator_config(
-        slots, latency, per_prompt_token, per_output_token, shuffle, seed, models, faults
+    config = EmulatorConfig(
+        models=models or ("llama3.2:3b",),
+        slots=slots,
+        base_latency=latency,
+        per_prompt_token=per_prompt_token,
+        per_output_token=per_output_token,
+        shuffle=shuffle,
+        hang_seconds=hang_seconds,
+        faults=_fault_plan(faults, seed),
     )
-    config.hang_seconds = hang_seconds
 
     async def serve() -> None:
         async with serve_emulator(config, host=host, port=port) as (_, url):
@@ -766,7 +683,7 @@ async def _demo(
     agree = total = 0
     async with decider:
         articles = read_articles(path, fmt=detect_format(path), max_chars=settings.max_chars)
-        with _progress() as progress:
+        with progress_bar(stderr) as progress:
             task_id = progress.add_task("deciding", total=_count_lines(path), stats="")
             async for article, outcome in decider.decide_stream(articles):
                 if writer:
@@ -785,7 +702,7 @@ async def _demo(
                     )
                 progress.update(task_id, advance=1)
     stderr.print(table)
-    _print_summary(decider.events.stats, time.perf_counter() - started, decider)
+    print_summary(stderr, decider.events.stats, time.perf_counter() - started, decider)
     stderr.print(
         f"label agrees with the AG News gold label for {agree}/{total} "
         "(the emulator only counts label names)"
@@ -798,48 +715,13 @@ async def _demo(
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def report(output: str, as_json: bool) -> None:
     """Label distribution and error counts of a finished OUTPUT.jsonl."""
-    labels: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    sources: Counter[str] = Counter()
-    unreadable = 0
-    with open(output, "rb") as stream:
-        for line in stream:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                unreadable += 1  # e.g. a line torn by a crash
-                continue
-            error = record.get("error") if isinstance(record, dict) else None
-            if isinstance(error, dict):
-                errors[str(error.get("type"))] += 1
-            elif isinstance(record, dict):
-                labels[str(record.get("label"))] += 1
-                sources[str(record.get("source"))] += 1
-    records = sum(labels.values()) + sum(errors.values())
-    figures = {
-        "records": records,
-        "decided": sum(labels.values()),
-        "labels": dict(labels.most_common()),
-        "sources": dict(sources),
-        "errors": dict(errors.most_common()),
-        "unreadable_lines": unreadable,
-    }
+    figures = output_figures(output)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
-    table = Table(title=f"{output}: {records:,} records")
-    table.add_column("label")
-    table.add_column("articles", justify="right")
-    table.add_column("share", justify="right")
-    for label, count in labels.most_common():
-        table.add_row(label, f"{count:,}", f"{count / max(1, records):.1%}")
-    for kind, count in errors.most_common():
-        table.add_row(f"[red]error: {kind}[/]", f"{count:,}", f"{count / max(1, records):.1%}")
-    Console().print(table)
-    if unreadable:
-        stderr.print(f"[yellow]warning:[/] {unreadable} line(s) are not JSON")
+    print_output_figures(Console(), output, figures)
+    if figures["unreadable_lines"]:
+        stderr.print(f"[yellow]warning:[/] {figures['unreadable_lines']} line(s) are not JSON")
 
 
 def main() -> None:

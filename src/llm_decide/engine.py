@@ -25,10 +25,10 @@ from .cache.base import DEFAULT_TTL_SECONDS, CachedDecision, DecisionCache, cach
 from .cache.guard import GuardedCache
 from .errors import CircuitOpen, InvalidAnswer, LLMDecideError, ModelNotFound, ServerBusy
 from .metrics import Events
-from .models import Article, Decision, ErrorRecord, Outcome
+from .models import Article, Decision, ErrorRecord, Outcome, Source
 from .resilience import AdaptiveLimiter, CircuitBreaker, RetryPolicy, call_with_retries
 from .sources import StreamItem, iter_chunks
-from .task import DEFAULT_TASK, DecisionTask
+from .task import DEFAULT_TASK, DecisionTask, ParsedDecision
 
 __all__ = ["DEFAULT_MAX_CHARS", "Decider"]
 
@@ -365,14 +365,7 @@ class Decider:
             item = parsed_decisions.get(prompt_id)
             if item is None:
                 continue
-            outcomes[prompt_id] = Decision(
-                id=article.id,
-                label=item.label,
-                confidence=item.confidence,
-                reason=item.reason,
-                source="batch",
-                model=self.model,
-            )
+            outcomes[prompt_id] = self._decision(article, item, "batch")
         if failures:
             self.events.batch_fallback(failures, codes)
             retried = [(pid, a) for pid, a in zip(ids, batch, strict=True) if pid in failures]
@@ -402,13 +395,16 @@ class Decider:
             return ErrorRecord.from_exception(article.id, self.model, exc, raw_answer=raw_answer)
         except LLMDecideError as exc:
             return ErrorRecord.from_exception(article.id, self.model, exc)
+        return self._decision(article, parsed, "single")
+
+    def _decision(self, article: Article, parsed: ParsedDecision, source: Source) -> Decision:
         return Decision(
             id=article.id,
             label=parsed.label,
             confidence=parsed.confidence,
             reason=parsed.reason,
-            source="single",
-            model=self.model,
+            source=source,
+            model=self._model,
         )
 
     async def _request(
