@@ -399,10 +399,28 @@ class Events:
     # -- outcomes ------------------------------------------------------------
 
     def outcomes(self, pairs: Sequence[tuple[Any, Outcome]]) -> None:
+        """A chunk of outcomes, counted in bulk (one Prometheus update per label, not per item)."""
+        sources: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        warnings = 0
         for article, outcome in pairs:
             if article is not None and article.warnings:
-                self.stats.warnings += 1
-            self.outcome(outcome)
+                warnings += 1
+            if type(outcome) is Decision:
+                sources[outcome.source] += 1
+            else:
+                errors[outcome.error.type] += 1  # type: ignore[union-attr]
+        stats = self.stats
+        stats.warnings += warnings
+        stats.outcomes += len(pairs)
+        stats.decided += sum(sources.values())
+        stats.sources.update(sources)
+        stats.errors.update(errors)
+        if self.metrics is not None:
+            for source, count in sources.items():
+                self.metrics.decisions.labels(source).inc(count)
+            for kind, count in errors.items():
+                self.metrics.errors.labels(kind).inc(count)
 
     def outcome(self, outcome: Outcome) -> None:
         self.stats.outcomes += 1
