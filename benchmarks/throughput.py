@@ -46,12 +46,18 @@ def free_port() -> int:
 
 
 def load_rows(count: int) -> list[dict]:
+    """``count`` AG News rows; repeats get a fresh id and a marked text, so every
+    article is distinct (identical texts would be decided once: single-flight)."""
     source = AG_NEWS if AG_NEWS.exists() else ROOT / "examples" / "articles.jsonl"
     base = [json.loads(line) for line in source.read_text().splitlines() if line]
-    return [
-        {**base[i % len(base)], "id": f"{base[i % len(base)]['id']}-{i // len(base)}"}
-        for i in range(count)
-    ]
+    rows = []
+    for i in range(count):
+        row, copy = dict(base[i % len(base)]), i // len(base)
+        row["id"] = f"{row['id']}-{copy}"
+        if copy:
+            row["description"] = f"{row['description']} (copy {copy})"
+        rows.append(row)
+    return rows
 
 
 def start_emulator(slots: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
