@@ -207,8 +207,10 @@ def _with_shared(func: Any) -> Any:
 @click.option(
     "--metrics-linger",
     type=float,
-    default=0.0,
-    help="Keep /metrics up this many seconds after the run, for a last scrape.",
+    default=5.0,
+    show_default=True,
+    help="With --metrics-port: keep /metrics up this long after the run, so a scraper "
+    "sees the final counts (0: exit at once).",
 )
 @click.option(
     "--report",
@@ -303,6 +305,10 @@ def run(
         _fail("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     if metrics_port is not None and metrics_linger > 0:
+        stderr.print(
+            f"serving the final metrics on {metrics_addr}:{metrics_port} for "
+            f"{metrics_linger:g}s (--metrics-linger 0 to exit at once)"
+        )
         with contextlib.suppress(KeyboardInterrupt):
             time.sleep(metrics_linger)
     sys.exit(code)

@@ -66,7 +66,8 @@ def test_run_decides_ag_news_once_each_on_the_right_article(thread_emulator, tmp
         assert record["label"] == expected and record["error"] is None
         assert record["source"] in ("batch", "single") and record["model"] == "llama3.2:3b"
         assert record["input_label"] == row["label"]  # pass-through, renamed: `label` is ours
-    assert emu.stats.batch_requests >= 100
+    assert sorted(emu.stats.articles_seen.values()) == [1] * len(rows)  # each asked once
+    assert emu.stats.batch_requests >= 90
     assert "articles" in result.stderr and "decided" in result.stderr  # the summary
 
 

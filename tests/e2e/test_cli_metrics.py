@@ -111,8 +111,13 @@ def test_json_logs_have_the_batch_events(thread_emulator, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     calls = [e for e in events if e.get("event") == "batch_call"]
-    assert sorted(i for e in calls for i in e["ids"]) == sorted(r["id"] for r in rows)
-    assert all(e["event"] != "batch_result" or e["count"] == 3 for e in events)
+    results = [e for e in events if e.get("event") == "batch_result"]
+    batch_ids = [i for e in calls for i in e["ids"]]
+    decided_in_batches = {r["id"] for r in records(tmp_path / "o.jsonl") if r["source"] == "batch"}
+    # (a batch may leave partly filled when the input stalls: those go as single requests)
+    assert calls and len(batch_ids) == len(set(batch_ids))
+    assert decided_in_batches == set(batch_ids)
+    assert sum(e["count"] for e in results) == len(decided_in_batches)
     assert not any(rows[0]["description"][:30] in line for line in result.stderr.splitlines())
 
 
