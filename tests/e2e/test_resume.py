@@ -58,7 +58,11 @@ def test_sigkill_at_random_points_then_resume_loses_nothing(thread_emulator, tmp
         before_ids = set(complete_ids(out))
         seen_before = Counter(emu.stats.articles_seen)
         process = start_run(source, out, url)
-        time.sleep(rng.uniform(0.8, 1.6))
+        # Kill at a random point once this run has written something of its own.
+        deadline = time.monotonic() + 30
+        while len(complete_ids(out)) <= len(before_ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
         resent = {i for i in before_ids if emu.stats.articles_seen[i] > seen_before[i]}
