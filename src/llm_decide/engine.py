@@ -24,7 +24,7 @@ from .backends.base import ChatBackend, ChatResult
 from .cache.base import DEFAULT_TTL_SECONDS, CachedDecision, DecisionCache, cache_key
 from .cache.guard import GuardedCache
 from .errors import CircuitOpen, InvalidAnswer, LLMDecideError, ModelNotFound, ServerBusy
-from .metrics import Events
+from .metrics import Events, RunStats
 from .models import Article, Decision, ErrorRecord, Outcome, Source
 from .resilience import AdaptiveLimiter, CircuitBreaker, RetryPolicy, call_with_retries
 from .sources import StreamItem, iter_chunks
@@ -83,7 +83,7 @@ class Decider:
         self._sleep = sleep
         self.limiter = AdaptiveLimiter(concurrency, on_change=self.events.concurrency_changed)
         self.breaker = breaker or CircuitBreaker()
-        self.breaker._on_change = self.events.circuit_changed
+        self.breaker.on_change = self.events.circuit_changed
         self.breaker_max_wait = breaker_max_wait
         self._streams: set[asyncio.Task[None]] = set()
         # Single-flight: content key -> the outcome of the one request deciding it,
@@ -101,7 +101,7 @@ class Decider:
         return self._model
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> RunStats:
         return self.events.stats
 
     async def __aenter__(self) -> Decider:

@@ -107,7 +107,8 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
         self._clock = clock
-        self._on_change = on_change
+        #: Called with (old state, new state); the Decider points it at its Events.
+        self.on_change = on_change
         self.state = "closed"
         self._failures = 0
         self._opened_at = 0.0
@@ -116,8 +117,8 @@ class CircuitBreaker:
     def _move(self, state: str) -> None:
         if state != self.state:
             old, self.state = self.state, state
-            if self._on_change is not None:
-                self._on_change(old, state)
+            if self.on_change is not None:
+                self.on_change(old, state)
 
     def wait_time(self) -> float:
         """0 if a request may go now (claiming the probe if half-open), else seconds to wait."""
