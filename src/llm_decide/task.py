@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .errors import InvalidAnswer, TaskError
 from .models import Article
 
@@ -310,6 +312,10 @@ class DecisionTask:
 
 def _load_json(content: str) -> Any:
     try:
+        return orjson.loads(content)
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    try:  # the stdlib again, for its error message (and what orjson refuses)
         return json.loads(content)
     except (ValueError, TypeError) as exc:
         # Servers without schema-constrained decoding often wrap JSON in a code fence.

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 
 from ..errors import (
     BackendError,
@@ -31,6 +32,7 @@ __all__ = ["DEFAULT_OPTIONS", "OllamaBackend", "parse_chat_body"]
 #: Deterministic decoding unless the user says otherwise.
 DEFAULT_OPTIONS: dict[str, Any] = {"temperature": 0}
 _NS = 1e-9
+_JSON = {"Content-Type": "application/json"}
 
 
 class OllamaBackend:
@@ -123,7 +125,8 @@ class OllamaBackend:
         url = f"{self._base_url}/api/chat"
         started = time.perf_counter()
         with _translate(url):
-            async with self.session.post(url, json=body) as response:
+            # orjson: a batch prompt is a few KB of JSON each way, on the hot path.
+            async with self.session.post(url, data=orjson.dumps(body), headers=_JSON) as response:
                 text = await response.text(errors="replace")
                 if response.status != 200:
                     raise _status_error(response.status, text, url, self._model, response.headers)
@@ -180,8 +183,8 @@ def parse_chat_body(text: str, url: str) -> dict[str, Any]:
     ``stream: false``, NDJSON chunks (contents joined, metrics of the last).
     """
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
         data = None
     chunks = [data] if isinstance(data, dict) else _ndjson(text, url)
     content: list[str] = []
