@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -277,11 +276,14 @@ def run(
         if input_path != "-" and not Path(input_path).is_file():
             raise UsageFailure(f"input file {input_path} does not exist")
         cache = open_cache(settings.cache_spec, ttl=settings.cache_ttl_seconds)
-        registry = CollectorRegistry()
-        events = Events(metrics=PrometheusMetrics(registry))
-        decider = build_decider(settings, cache=cache, task=task, events=events)
+        events = Events()
         if metrics_port is not None:
+            from prometheus_client import CollectorRegistry
+
+            registry = CollectorRegistry()
+            events = Events(metrics=PrometheusMetrics(registry))
             _serve_metrics(registry, metrics_addr, metrics_port)
+        decider = build_decider(settings, cache=cache, task=task, events=events)
         fmt = detect_format(input_path, None if input_format == "auto" else input_format)
         with_progress = not no_progress and stderr.is_terminal
         written = _resume_state(output, resume=resume, overwrite=overwrite)
@@ -470,7 +472,9 @@ async def _run(
     return EXIT_ERRORS if stats.errors else EXIT_OK
 
 
-def _serve_metrics(registry: CollectorRegistry, addr: str, port: int) -> None:
+def _serve_metrics(registry: Any, addr: str, port: int) -> None:
+    from prometheus_client import start_http_server
+
     try:
         start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:

@@ -14,12 +14,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client import Counter as PromCounter
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:  # prometheus_client is imported when metrics are asked for, not before
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 from .backends.base import ChatResult
 from .models import Decision, Outcome
@@ -116,13 +115,15 @@ class RunStats:
 PoolUsage = Callable[[], tuple[int, int, int]]
 
 
-class _PoolCollector(Collector):
+class _PoolCollector:
     """``llm_decide_pool_connections{state}`` read from the connector at scrape time."""
 
     def __init__(self) -> None:
         self.sources: list[PoolUsage] = []
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         family = GaugeMetricFamily(
             "llm_decide_pool_connections",
             "HTTP connections of the client pool by state",
@@ -141,6 +142,7 @@ class _PoolCollector(Collector):
 class PrometheusMetrics:
     """The library's Prometheus metrics, registered on ``registry``.
 
+    >>> from prometheus_client import CollectorRegistry
     >>> registry = CollectorRegistry()
     >>> metrics = PrometheusMetrics(registry)
     >>> registry.get_sample_value("llm_decide_timeouts_total")
@@ -148,6 +150,9 @@ class PrometheusMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter as PromCounter
+        from prometheus_client import Gauge, Histogram
+
         self.registry = registry
         self.requests = PromCounter(
             "llm_decide_requests",
