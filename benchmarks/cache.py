@@ -16,7 +16,6 @@ import asyncio
 import json
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+from _support import free_port, start_emulator, timed_run
 
 from llm_decide import compat
 from llm_decide.metrics import percentile
@@ -59,12 +59,6 @@ WORDS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_articles(path: Path, count: int) -> None:
     rng = random.Random(7)
     with path.open("w") as out:
@@ -75,42 +69,14 @@ def write_articles(path: Path, count: int) -> None:
             out.write("\n")
 
 
-def start(args: list[str], ready: str | None = None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if ready and process.stderr is not None:
-        process.stderr.readline()
-    return process
-
-
 def emulator_requests(url: str) -> int:
     with urllib.request.urlopen(f"{url}/_emulator/stats") as response:
         return int(json.load(response)["chat_requests"])
 
 
 def run_cli(source: Path, url: str, cache: str, tmp: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm_decide",
-            "run",
-            str(source),
-            "-o",
-            str(tmp / "out.jsonl"),
-            "--ollama-url",
-            url,
-            "--cache",
-            cache,
-            "--concurrency",
-            "16",
-            "--overwrite",
-            "--no-progress",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - started
+    options = ("--cache", cache, "--concurrency", "16", "--overwrite")
+    return timed_run(source, tmp / "out.jsonl", url, *options)
 
 
 async def hit_latencies(url: str, cache: str, calls: int) -> list[float]:
@@ -144,39 +110,12 @@ def main() -> None:
         tmp = Path(tmp_name)
         source = tmp / "articles.jsonl"
         write_articles(source, args.articles)
-        port, redis_port = free_port(), free_port()
-        emulator = start(
-            [
-                sys.executable,
-                "-m",
-                "llm_decide",
-                "emulator",
-                "--port",
-                str(port),
-                "--slots",
-                "16",
-                "--latency",
-                "0",
-            ],
-            ready="listening",
-        )
-        redis = start(
-            [
-                redis_server,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp),
-            ]
-        )
+        emulator, url = start_emulator(16, 0.0)
+        redis_port = free_port()
+        redis_args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+        redis_args += ["--appendonly", "no", "--dir", str(tmp)]
+        redis = subprocess.Popen([redis_server, *redis_args], stdout=subprocess.DEVNULL)
         time.sleep(0.5)
-        url = f"http://127.0.0.1:{port}"
         caches = {
             "redis": f"redis://127.0.0.1:{redis_port}/0",
             "sqlite": f"sqlite://{tmp / 'decisions.sqlite3'}",

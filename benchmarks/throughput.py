@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
+from _support import start_emulator, timed_run
 
 from llm_decide import Article, Decider, OllamaBackend
 from llm_decide.emulator.answers import choose_label
@@ -37,12 +35,6 @@ from llm_decide.task import DEFAULT_TASK
 ROOT = Path(__file__).resolve().parents[1]
 AG_NEWS = ROOT.parent / "shared" / "data" / "ag_news_dev.jsonl"
 MODEL = "llama3.2:3b"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load_rows(count: int) -> list[dict]:
@@ -58,29 +50,6 @@ def load_rows(count: int) -> list[dict]:
             row["description"] = f"{row['description']} (copy {copy})"
         rows.append(row)
     return rows
-
-
-def start_emulator(slots: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llm_decide",
-            "emulator",
-            "--port",
-            str(port),
-            "--slots",
-            str(slots),
-            "--latency",
-            str(latency),
-            "--shuffle",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    process.stderr.readline()  # "listening on ..."
-    return process, f"http://127.0.0.1:{port}"
 
 
 async def run_engine(url: str, rows: list[dict], slots: int) -> tuple[float, int]:
@@ -99,28 +68,9 @@ def run_cli(url: str, rows: list[dict], slots: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "llm_decide",
-                "run",
-                str(source),
-                "-o",
-                str(out),
-                "--ollama-url",
-                url,
-                "--concurrency",
-                str(slots),
-                "--cache",
-                "none",
-                "--no-progress",
-            ],
-            check=True,
-            capture_output=True,
+        elapsed = timed_run(
+            source, out, url, "--concurrency", str(slots), "--cache", "none", "--overwrite"
         )
-        elapsed = time.perf_counter() - started
         records = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(records) == len(rows) == len({r["id"] for r in records})
         by_id = {r["id"]: r for r in rows}
@@ -176,7 +126,7 @@ def main() -> None:
 
     rows = load_rows(args.articles)
     ceiling = args.slots / args.latency * 3
-    process, url = start_emulator(args.slots, args.latency)
+    process, url = start_emulator(args.slots, args.latency, "--shuffle")
     try:
         engine_s, engine_wrong = asyncio.run(run_engine(url, rows, args.slots))
         cli_s, cli_wrong = run_cli(url, rows, args.slots)

@@ -165,8 +165,7 @@ class Decider:
             results.update(zip(group, outcomes, strict=True))
         results.update(zip(shared, shared_outcomes, strict=True))
         ordered = [results[i] for i in range(len(articles))]
-        for outcome in ordered:
-            self.events.outcome(outcome)
+        self.events.outcomes(list(zip(articles, ordered, strict=True)))
         return ordered
 
     async def decide_stream(

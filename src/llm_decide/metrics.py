@@ -426,15 +426,3 @@ class Events:
                 self.metrics.decisions.labels(source).inc(count)
             for kind, count in errors.items():
                 self.metrics.errors.labels(kind).inc(count)
-
-    def outcome(self, outcome: Outcome) -> None:
-        self.stats.outcomes += 1
-        if isinstance(outcome, Decision):
-            self.stats.decided += 1
-            self.stats.sources[outcome.source] += 1
-            if self.metrics is not None:
-                self.metrics.decisions.labels(outcome.source).inc()
-        else:
-            self.stats.errors[outcome.error.type] += 1
-            if self.metrics is not None:
-                self.metrics.errors.labels(outcome.error.type).inc()

@@ -27,6 +27,28 @@ def llm_decide(*args: str, url: str | None = None, stdin: str | None = None, tim
     )
 
 
+def spawn_run(source: Path, out: Path, url: str, *options: str) -> subprocess.Popen[str]:
+    """`llm-decide run` in the background (stderr captured), for signals and scrapes."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llm_decide",
+            "run",
+            str(source),
+            "-o",
+            str(out),
+            "--ollama-url",
+            url,
+            "--no-progress",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import ag_news_rows
-from .test_cli import free_port, llm_decide, records, write_jsonl
+from .test_cli import free_port, llm_decide, records, spawn_run, write_jsonl
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,29 +38,18 @@ def test_scrape_during_a_run_agrees_with_report_and_server(thread_emulator, tmp_
     source = write_jsonl(tmp_path / "in.jsonl", rows + rows[:30])  # 30 duplicate ids
     port = free_port()
     report = tmp_path / "report.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llm_decide",
-            "run",
-            str(source),
-            "-o",
-            str(tmp_path / "o.jsonl"),
-            "--ollama-url",
-            url,
-            "--metrics-port",
-            str(port),
-            "--report",
-            str(report),
-            "--retries",
-            "5",
-            "--metrics-linger",
-            "10",
-            "--no-progress",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    process = spawn_run(
+        source,
+        tmp_path / "o.jsonl",
+        url,
+        "--metrics-port",
+        str(port),
+        "--report",
+        str(report),
+        "--retries",
+        "5",
+        "--metrics-linger",
+        "10",
     )
     during: dict = {}
     deadline = time.monotonic() + 60
@@ -78,7 +65,7 @@ def test_scrape_during_a_run_agrees_with_report_and_server(thread_emulator, tmp_
     last = scrape(port)  # --metrics-linger keeps /metrics up after the run
     process.terminate()
     _, err = process.communicate(timeout=60)
-    assert b"Traceback" not in err
+    assert "Traceback" not in err
     assert during, "no scrape succeeded while the run was going"
     figures = json.loads(report.read_text())
     assert figures["articles"] == 270 and figures["errors"] == {"duplicate_id": 30}

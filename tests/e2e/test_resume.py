@@ -6,35 +6,16 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from ..conftest import ag_news_rows
-from .test_cli import llm_decide, records, write_jsonl
+from .test_cli import llm_decide, records, spawn_run, write_jsonl
 
 
 def start_run(source: Path, out: Path, url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llm_decide",
-            "run",
-            str(source),
-            "-o",
-            str(out),
-            "--ollama-url",
-            url,
-            "--concurrency",
-            "2",
-            "--no-progress",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn_run(source, out, url, "--concurrency", "2")
 
 
 def complete_ids(out: Path) -> list[str]:
